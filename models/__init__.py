@@ -1,0 +1,1 @@
+"""Architectures only: plain ``nn.Module`` code, no Hydra, no I/O."""

@@ -1,0 +1,101 @@
+"""Batches from an in-memory split, on the training device.
+
+The split's uint8 tensor moves to the device once; each epoch draws a
+permutation from a generator seeded by (seed, epoch) — so resuming at an epoch
+boundary replays exactly the same batches — then converts, augments and
+normalises whole batches there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from runner.data import augment as aug
+from runner.data.base import DataBundle, Split
+
+
+class BatchLoader:
+    """Iterate ``(inputs, labels)`` batches of one split.
+
+    Args:
+        split: the data (moved to ``device`` here, once).
+        batch_size: samples per batch.
+        device: where batches are built.
+        data: the bundle (for kind, mean/std and augmentation).
+        train: shuffle and augment (training split) or not (evaluation).
+        seed: base seed of the per-epoch shuffling/augmentation generators.
+        channels_last: return image batches in channels_last memory format.
+        limit_batches: stop after this many batches (0 = all).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        data: DataBundle,
+        *,
+        train: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+        limit_batches: int = 0,
+    ) -> None:
+        self.x = split.x.to(device, non_blocking=True)
+        self.y = split.y.to(device, non_blocking=True)
+        self.batch_size = batch_size
+        self.device = device
+        self.kind = data.kind
+        self.train = train
+        self.seed = seed
+        self.augment = data.augment if train and aug.is_enabled(data.augment) else None
+        self.channels_last = channels_last and data.kind == "image"
+        self.limit_batches = limit_batches
+        if data.kind == "image":
+            std = torch.tensor(data.std or (1.0,) * data.channels, device=device)
+            mean = torch.tensor(data.mean or (0.0,) * data.channels, device=device)
+            # x_norm = (x / 255 - mean) / std = x * scale + shift
+            self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
+            self.shift = (-mean / std).view(1, -1, 1, 1)
+            self._mean, self._std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        n = -(-len(self.y) // self.batch_size)
+        return min(n, self.limit_batches) if self.limit_batches else n
+
+    @property
+    def num_samples(self) -> int:
+        return min(len(self.y), len(self) * self.batch_size)
+
+    def _generator(self, epoch: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(self.seed * 100_003 + epoch)
+        return g
+
+    def prepare(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 images → normalised float (augmented when training); text passes through."""
+        if self.kind != "image":
+            return x
+        if self.augment is not None and g is not None:
+            x = aug.apply(x.float().div_(255.0), self.augment, g)
+            x = (x - self._mean) / self._std
+        else:
+            x = torch.addcmul(self.shift, x.float(), self.scale)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of one epoch (shuffled with a generator fixed by seed and epoch when training)."""
+        g = self._generator(epoch) if self.train else None
+        n = len(self.y)
+        order = torch.randperm(n, device=self.device, generator=g) if self.train else None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
+            idx = order[sl] if order is not None else sl
+            yield self.prepare(self.x[idx], g), self.y[idx]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)

@@ -1,0 +1,103 @@
+"""Test-split evaluation with scikit-learn: per-class report, confusion matrix, ROC AUC."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Evaluation:
+    """Numbers of one split; tables as DataFrames ready for CSV."""
+
+    accuracy: float
+    macro_f1: float
+    loss: float
+    report: pd.DataFrame  # per class + macro avg + weighted avg: precision recall f1 support auc
+    confusion: pd.DataFrame  # rows true, columns predicted, counts
+    top_k: dict[str, float]
+
+
+def classification_table(
+    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: list[str]
+) -> pd.DataFrame:
+    """Per-class precision, recall, f1, support and one-vs-rest ROC AUC, plus macro and weighted
+    rows (scikit-learn's numbers)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = np.arange(len(classes))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    auc = per_class_auc(y_true, proba, len(classes)) if proba is not None else [math.nan] * len(p)
+    table = pd.DataFrame(
+        {"class": classes, "precision": p, "recall": r, "f1": f, "support": s, "auc": auc}
+    )
+    rows = []
+    for avg in ("macro", "weighted"):
+        ap, ar, af, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=avg, zero_division=0
+        )
+        valid = ~np.isnan(auc)
+        weights = s[valid] if avg == "weighted" else None
+        mean_auc = (
+            float(np.average(np.asarray(auc)[valid], weights=weights))
+            if valid.any() and (weights is None or weights.sum() > 0)
+            else math.nan
+        )
+        rows.append(
+            {
+                "class": f"{avg} avg",
+                "precision": ap,
+                "recall": ar,
+                "f1": af,
+                "support": int(s.sum()),
+                "auc": mean_auc,
+            }
+        )
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+
+
+def per_class_auc(y_true: np.ndarray, proba: np.ndarray, num_classes: int) -> list[float]:
+    """One-vs-rest ROC AUC per class; NaN where the class is absent or alone."""
+    from sklearn.metrics import roc_auc_score
+
+    out = []
+    for c in range(num_classes):
+        positive = y_true == c
+        if positive.all() or not positive.any():
+            out.append(math.nan)
+        else:
+            out.append(float(roc_auc_score(positive, proba[:, c])))
+    return out
+
+
+def evaluate_logits(
+    logits: Any, y: Any, classes: list[str], ks: tuple[int, ...] = (1, 5)
+) -> Evaluation:
+    """Everything the report needs from logits (N, K) and labels (N,) as torch tensors."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    proba = torch.softmax(logits, 1).numpy()
+    y_np, pred = y.numpy(), logits.argmax(1).numpy()
+    labels = np.arange(len(classes))
+    cm = confusion_matrix(y_np, pred, labels=labels)
+    top_k = {}
+    for k in ks:
+        if k <= len(classes) and len(y_np):
+            hits = (logits.topk(k, 1).indices == y[:, None]).any(1).float().mean().item()
+            top_k[f"top{k}_acc"] = hits
+    return Evaluation(
+        accuracy=float(accuracy_score(y_np, pred)) if len(y_np) else math.nan,
+        macro_f1=float(f1_score(y_np, pred, average="macro", zero_division=0))
+        if len(y_np)
+        else math.nan,
+        loss=float(F.cross_entropy(logits, y).item()) if len(y_np) else math.nan,
+        report=classification_table(y_np, pred, proba, classes),
+        confusion=pd.DataFrame(cm, index=pd.Index(classes, name="true"), columns=classes),
+        top_k=top_k,
+    )

@@ -1,0 +1,144 @@
+"""``report.md``: the human-readable account of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from runner.io import write_text
+
+STATUS_WORDS = {
+    "completed": "trained for every configured epoch",
+    "early_stopped": "stopped early (the monitored metric stopped improving)",
+    "diverged": "stopped because the loss became NaN or infinite",
+    "interrupted": "stopped by a signal; it can be resumed with trainer.resume=true",
+    "failed": "failed with an error",
+}
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A markdown table without the optional tabulate dependency."""
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = [_cell(v, floatfmt) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any, floatfmt: str) -> str:
+    if isinstance(value, float):
+        return (
+            str(int(value)) if value.is_integer() and abs(value) >= 1 else format(value, floatfmt)
+        )
+    return str(value)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _figure(run_dir: Path, rel: str, caption: str) -> str:
+    """A markdown image link, only if the file exists."""
+    return f"![{caption}]({rel})\n" if (run_dir / rel).exists() else ""
+
+
+def render(
+    run_dir: Path,
+    cfg: DictConfig,
+    summary: dict[str, Any],
+    history: pd.DataFrame,
+    report_table: pd.DataFrame | None,
+    sections: list[str] | None = None,
+) -> str:
+    """The report text: outcome, key figures, curves, per-class table, diagnoses, config."""
+    status = summary["status"]
+    out = [f"# Run report — {cfg.model.name} on {cfg.dataset.name}", ""]
+    if cfg.get("notes"):
+        out += [f"> {cfg.notes}", ""]
+    out += [f"**Outcome:** {status} — {STATUS_WORDS.get(status, status)}."]
+    if summary.get("stop_reason"):
+        out += [f"*{summary['stop_reason']}*"]
+    if summary.get("error"):
+        out += ["", "```", str(summary["error"]), "```"]
+    keys = [
+        "best_epoch",
+        "best_val_acc",
+        "best_val_loss",
+        "final_train_acc",
+        "final_val_acc",
+        "test_acc",
+        "test_macro_f1",
+        "params",
+        "flops",
+        "train_seconds",
+        "images_per_second",
+        "device",
+    ]
+    out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
+    out += [f"| {k} | {_fmt(summary.get(k))} |" for k in keys if k in summary]
+    diagnoses = summary.get("diagnoses") or []
+    out += ["", "## Diagnoses", ""]
+    if diagnoses:
+        for d in diagnoses:
+            out += [f"- **{d['code']}** ({d['severity']}): {d['message']}"]
+            if d.get("advice"):
+                out += [f"  - *What to try next:* {d['advice']}"]
+    else:
+        out += ["No problems detected by the automatic checks."]
+    out += ["", "## Training curves", "", _figure(run_dir, "curves.png", "loss and accuracy")]
+    if len(history):
+        out += ["Per-epoch numbers: [metrics.csv](metrics.csv)", ""]
+        shown = history[
+            [
+                c
+                for c in (
+                    "epoch",
+                    "train_loss",
+                    "train_acc",
+                    "val_loss",
+                    "val_acc",
+                    "lr",
+                    "epoch_seconds",
+                )
+                if c in history
+            ]
+        ]
+        if len(shown) > 12:  # first, last and the best epoch are what a reader needs
+            keep = {0, len(shown) - 1, int(summary.get("best_epoch", 1)) - 1}
+            shown = shown.iloc[sorted(i for i in keep if 0 <= i < len(shown))]
+        out += [_table(shown), ""]
+    if report_table is not None:
+        out += [
+            "## Test split: per-class metrics",
+            "",
+            "From [eval/classification_report.csv](eval/classification_report.csv).",
+            "",
+            _table(report_table),
+            "",
+            _figure(run_dir, "eval/confusion_matrix.png", "confusion matrix"),
+        ]
+    out += sections or []
+    cfg_yaml = OmegaConf.to_yaml(
+        OmegaConf.masked_copy(cfg, ["model", "dataset", "optimizer", "scheduler", "trainer"])
+    )
+    out += [
+        "## Configuration",
+        "",
+        "```yaml",
+        cfg_yaml.rstrip(),
+        "```",
+        "",
+        "Full record of the composed config and overrides: `.hydra/`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_report(run_dir: Path, *args: Any, **kwargs: Any) -> Path:
+    return write_text(run_dir / "report.md", render(run_dir, *args, **kwargs))

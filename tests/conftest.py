@@ -1,0 +1,61 @@
+"""Shared test helpers: compose the real configs, shrink them, run in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import runner.cli  # noqa: F401  (registers resolvers and schemas)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Small, fast settings every test starts from.
+FAST = ["trainer.num_threads=2", "trainer.progress_bar=false"]
+
+
+def compose_cfg(overrides: list[str], run_dir: Path | None = None) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides`` (as the CLI would) and set run_dir."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*FAST, *overrides])
+    if run_dir is not None:
+        cfg.run_dir = str(run_dir)
+    return cfg
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None):
+    """Run the installed ``runner`` console script in ``cwd``; return the CompletedProcess."""
+    full_env = {**os.environ, "RUNNER_TEST": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    exe = Path(sys.executable).with_name("runner")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "runner"]
+    return subprocess.run(
+        [*cmd, *args, "trainer.progress_bar=false"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def only_run_dir(root: Path) -> Path:
+    """The single run directory under ``root/outputs/runs``."""
+    runs = sorted((root / "outputs" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture
+def digits_cfg(tmp_path):
+    def make(*overrides: str) -> DictConfig:
+        return compose_cfg(list(overrides), tmp_path / "run")
+
+    return make

@@ -1,0 +1,71 @@
+"""The console script end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import only_run_dir, run_cli
+
+TINY = [
+    "dataset=synthetic",
+    "dataset.num_samples=120",
+    "dataset.image_size=12",
+    "model.filters=[8]",
+    "model.fc_neurons=[16]",
+]
+
+
+def test_three_epochs_write_three_rows_and_every_file(tmp_path):
+    proc = run_cli(["trainer.max_epochs=3"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = only_run_dir(tmp_path)
+    assert len(pd.read_csv(run / "metrics.csv")) == 3
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    for name in (
+        "curves.png",
+        "report.md",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "eval/confusion_matrix.png",
+        "eval/classification_report.csv",
+        "runner.log",
+    ):
+        assert (run / name).exists(), name
+    assert "Traceback" not in proc.stderr
+
+
+def test_multirun_two_optimizers(tmp_path):
+    proc = run_cli(["-m", "optimizer=sgd,adam", "trainer.max_epochs=2", *TINY], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sweeps = list((tmp_path / "outputs" / "sweeps").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job in jobs:
+        assert json.loads((job / "summary.json").read_text())["status"] == "completed"
+        assert len(pd.read_csv(job / "metrics.csv")) == 2
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model=resnet99", "custom_cnn"),
+        ("trainer.max_epoch=3", "max_epoch"),
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+    ],
+)
+def test_bad_input_is_one_clear_message(tmp_path, override, expected):
+    proc = run_cli([override], tmp_path)
+    assert proc.returncode != 0
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    for summary in tmp_path.glob("outputs/**/summary.json"):
+        assert json.loads(summary.read_text())["status"] != "completed"

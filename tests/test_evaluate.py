@@ -1,0 +1,40 @@
+"""The classification report equals scikit-learn's on known predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import classification_report, f1_score, roc_auc_score
+
+from runner.engine import macro_f1
+from runner.evaluate import evaluate_logits
+
+
+def test_report_matches_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    logits = torch.tensor(rng.normal(size=(200, 4)), dtype=torch.float32)
+    logits[torch.arange(120), torch.as_tensor(y[:120])] += 3.0  # 60 % confidently right
+    result = evaluate_logits(logits, torch.as_tensor(y), ["a", "b", "c", "d"])
+    pred = logits.argmax(1).numpy()
+    ref = classification_report(y, pred, output_dict=True, zero_division=0)
+    table = result.report.set_index("class")
+    for i, name in enumerate("abcd"):
+        for col, key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+            assert table.loc[name, col] == pytest.approx(ref[str(i)][key])
+        assert table.loc[name, "support"] == ref[str(i)]["support"]
+        proba = torch.softmax(logits, 1).numpy()[:, i]
+        assert table.loc[name, "auc"] == pytest.approx(roc_auc_score(y == i, proba))
+    for avg in ("macro avg", "weighted avg"):
+        assert table.loc[avg, "f1"] == pytest.approx(ref[avg]["f1-score"])
+    assert result.accuracy == pytest.approx(ref["accuracy"])
+    assert result.confusion.to_numpy().sum() == 200
+
+
+def test_loop_macro_f1_matches_sklearn():
+    rng = np.random.default_rng(1)
+    y, pred = rng.integers(0, 5, 300), rng.integers(0, 5, 300)
+    pred[:3] = 5  # a class predicted but never true
+    ours = macro_f1(torch.as_tensor(pred), torch.as_tensor(y), 6)
+    assert ours == pytest.approx(f1_score(y, pred, average="macro"))
