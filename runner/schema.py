@@ -273,6 +273,8 @@ class RunnerConf:
     optimizer: Any = None
     scheduler: Any = None
     trainer: TrainerConf = field(default_factory=TrainerConf)
+    diagnostics: Any = None  # conf/diagnostics/ (runner.diagnostics)
+    logger: Any = None  # conf/logger/ (experiment trackers)
     run_dir: str = "${hydra:runtime.output_dir}"
     task_name: str = "train"
     notes: str = ""
@@ -303,7 +305,12 @@ def register(group: str, name: str, node: type) -> None:
 
 # Modules owned by other areas that define a ``SCHEMAS`` dict of their own
 # ({group: {name: dataclass}}); merged here when they exist.
-EXTRA_SCHEMA_MODULES = ("runner.data.schema", "runner.text.schema")
+EXTRA_SCHEMA_MODULES = (
+    "runner.data.schema",
+    "runner.text.schema",
+    "runner.diagnostics.schema",
+    "runner.tracking.schema",
+)
 
 
 def register_all() -> None:
