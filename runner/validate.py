@@ -19,6 +19,7 @@ def _check(ok: bool, key: str, value: object, rule: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the first out-of-range value and the fix."""
+    _reject_added_keys(cfg, "")
     t = cfg.trainer
     _check(t.max_epochs > 0, "trainer.max_epochs", t.max_epochs, "must be a positive integer")
     _check(t.batch_size > 0, "trainer.batch_size", t.batch_size, "must be a positive integer")
@@ -77,6 +78,26 @@ def validate(cfg: DictConfig) -> None:
     _validate_scheduler(cfg.scheduler)
     _validate_model(cfg.model)
     _validate_dataset(cfg.dataset)
+
+
+def _reject_added_keys(node: DictConfig, prefix: str) -> None:
+    """``+group.key=value`` slips past struct mode; refuse keys the schema does not define."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    schema = OmegaConf.get_type(node)
+    if schema is not None and dataclasses.is_dataclass(schema):
+        fields = {f.name for f in dataclasses.fields(schema)}
+        extra = [k for k in node.keys() if k not in fields and k != "hydra"]
+        if extra:
+            raise ConfigError(
+                f"unknown key {prefix}{extra[0]}; valid keys: {', '.join(sorted(fields))}"
+            )
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            _reject_added_keys(child, f"{prefix}{key}.")
 
 
 def _validate_optimizer(opt: DictConfig) -> None:
