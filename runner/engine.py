@@ -69,7 +69,10 @@ class Trainer:
         self.channels_last = bool(t.channels_last) and data.kind == "image"
         memory = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(device, memory_format=memory)
-        self.forward_model = torch.compile(self.model) if t.compile else self.model
+        from runner.distributed import wrap  # issue 10: DistributedDataParallel under torchrun
+
+        wrapped = wrap(self.model, device)
+        self.forward_model = torch.compile(wrapped) if t.compile else wrapped
         self.train_loader = self._loader(data.train, t.batch_size, True, t.limit_train_batches)
         self.val_loader = self._loader(data.val, t.eval_batch_size, False, t.limit_eval_batches)
         self.optimizer = build.build_optimizer(cfg.optimizer, self.model)
@@ -81,6 +84,8 @@ class Trainer:
             int(round(cfg.scheduler.warmup_epochs * steps)),
             cfg.scheduler.warmup_start_factor,
         )
+        # read per step: plain Python values (an OmegaConf attribute costs ~20-300 us)
+        self.grad_clip = float(t.grad_clip)
         self.criterion = torch.nn.CrossEntropyLoss(
             weight=self._class_weights(), label_smoothing=t.label_smoothing
         )
@@ -189,7 +194,14 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
         seen = 0
-        check_every = 1 if self.device.type == "cpu" else max(1, self.t.log_every_n_steps)
+        # settings read once per epoch: OmegaConf attribute access is slow for a hot loop
+        divergence_check = bool(self.t.divergence_check)
+        log_every = max(1, int(self.t.log_every_n_steps))
+        on_cpu = self.device.type == "cpu"
+        check_every = 1 if on_cpu else log_every
+        # the bar's loss/acc are read with .item(), a device sync: on an accelerator only as
+        # often as the divergence check syncs anyway, so the queue of kernels never drains
+        postfix_every = max(1, log_every // 5) if on_cpu else check_every
         bar = _progress(self.t.progress_bar, len(self.train_loader), f"epoch {epoch}")
         for i, (x, y) in enumerate(self.train_loader.epoch(epoch)):
             loss, logits = self._step(x, y)
@@ -198,15 +210,15 @@ class Trainer:
             with torch.no_grad():
                 loss_sum += loss.detach().float() * n
                 correct += (logits.argmax(1) == y).sum()
-                if self.t.divergence_check:
+                if divergence_check:
                     finite = torch.isfinite(loss.detach())
                     bad_step = torch.where(
                         finite | (bad_step >= 0), bad_step, self.state.global_step
                     )
-            if self.t.divergence_check and (i + 1) % check_every == 0 and bad_step.item() >= 0:
+            if divergence_check and (i + 1) % check_every == 0 and bad_step.item() >= 0:
                 raise Diverged(epoch, int(bad_step.item()))
             self._notify("on_train_batch_end", epoch=epoch, batch=i, loss=loss)
-            if bar is not None and (i + 1) % max(1, self.t.log_every_n_steps // 5) == 0:
+            if bar is not None and (i + 1) % postfix_every == 0:
                 bar.set_postfix(
                     loss=f"{loss.item():.4f}",
                     acc=f"{correct.item() / seen:.3f}",
@@ -220,8 +232,11 @@ class Trainer:
                 return None
         if bar is not None:
             bar.close()
-        if self.t.divergence_check and bad_step.item() >= 0:
+        if divergence_check and bad_step.item() >= 0:
             raise Diverged(epoch, int(bad_step.item()))
+        from runner.distributed import reduce_sums  # issue 10: totals over data-parallel ranks
+
+        loss_sum, correct, seen = reduce_sums(loss_sum, correct, seen)
         return {
             "loss": loss_sum.item() / max(seen, 1),
             "acc": correct.item() / max(seen, 1),
@@ -237,9 +252,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self._notify("on_after_backward")
-        if self.t.grad_clip > 0:
+        if self.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.warmup.restore()
@@ -329,6 +344,18 @@ class Trainer:
             "rng": rng_state(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "classes": list(self.data.classes),
+            # issue 10: what runner-predict / runner-export need to rebuild the input pipeline
+            "data": {
+                "kind": self.data.kind,
+                "mean": [float(v) for v in self.data.mean],
+                "std": [float(v) for v in self.data.std],
+                "input_shape": [int(v) for v in self.data.input_shape()],
+                "model_kwargs": {
+                    k: list(v) if isinstance(v, tuple) else v
+                    for k, v in self.data.model_kwargs().items()
+                    if isinstance(v, (bool, int, float, str, tuple, list))
+                },
+            },
         }
 
     def save_checkpoint(self, name: str) -> Path:

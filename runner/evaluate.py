@@ -101,3 +101,66 @@ def evaluate_logits(
         confusion=pd.DataFrame(cm, index=pd.Index(classes, name="true"), columns=classes),
         top_k=top_k,
     )
+
+
+def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One-vs-rest ROC curve points of every class (scikit-learn's ``roc_curve``) plus the
+    micro average over all (sample, class) pairs.
+
+    Columns: class, fpr, tpr, threshold, auc. Classes absent from ``y_true`` (or the only
+    class present) have no curve.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    frames = []
+    onehot = np.zeros((len(y_true), len(classes)), dtype=bool)
+    if len(y_true):
+        onehot[np.arange(len(y_true)), y_true] = True
+    curves = [(name, onehot[:, c], proba[:, c]) for c, name in enumerate(classes)]
+    if len(classes) > 2:
+        curves.append(("micro avg", onehot.ravel(), proba.ravel()))
+    for name, positive, score in curves:
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, thr = roc_curve(positive, score)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "class": name,
+                    "fpr": fpr,
+                    "tpr": tpr,
+                    "threshold": thr,
+                    "auc": float(roc_auc_score(positive, score)),
+                }
+            )
+        )
+    columns = ["class", "fpr", "tpr", "threshold", "auc"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def confident_errors(
+    proba: np.ndarray, y_true: np.ndarray, classes: list[str], k: int
+) -> pd.DataFrame:
+    """The ``k`` wrong predictions with the highest predicted-class probability.
+
+    Columns: index (row in the split), true, pred (class names), confidence (probability of
+    the predicted class), p_true (probability given to the true class); most confident first.
+    """
+    columns = ["index", "true", "pred", "confidence", "p_true"]
+    if not len(y_true) or k <= 0:
+        return pd.DataFrame(columns=columns)
+    pred = proba.argmax(1)
+    wrong = np.flatnonzero(pred != y_true)
+    confidence = proba[wrong, pred[wrong]]
+    order = wrong[np.argsort(-confidence, kind="stable")][:k]
+    names = np.asarray(classes, dtype=object)
+    return pd.DataFrame(
+        {
+            "index": order,
+            "true": names[y_true[order]],
+            "pred": names[pred[order]],
+            "confidence": proba[order, pred[order]],
+            "p_true": proba[order, y_true[order]],
+        },
+        columns=columns,
+    )

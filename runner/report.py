@@ -48,6 +48,62 @@ def _figure(run_dir: Path, rel: str, caption: str) -> str:
     return f"![{caption}]({rel})\n" if (run_dir / rel).exists() else ""
 
 
+def links(run_dir: Path, rels: list[str]) -> str:
+    """Markdown links to the files of ``rels`` (relative to ``run_dir``) that exist."""
+    return ", ".join(f"[{r}]({r})" for r in rels if (run_dir / r).exists())
+
+
+def figure(run_dir: Path, rel: str, caption: str, data: list[str] | tuple[str, ...] = ()) -> str:
+    """An image link plus links to the CSVs behind it; ``""`` if the image does not exist."""
+    if not (run_dir / rel).exists():
+        return ""
+    behind = links(run_dir, list(data))
+    return f"![{caption}]({rel})\n" + (f"\nData: {behind}\n" if behind else "")
+
+
+SEVERITY_WORDS = {"error": "Problem", "warning": "Warning", "info": "Note"}
+
+
+def _evidence(evidence: dict[str, Any]) -> str:
+    parts = []
+    for key, value in evidence.items():
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        parts.append(f"{key} = {value}")
+    return "; ".join(parts)
+
+
+def render_diagnoses(diagnoses: list[dict[str, Any]]) -> list[str]:
+    """Diagnoses in plain words, most severe first: what, why (evidence), what to try next."""
+    if not diagnoses:
+        return ["No problems detected by the automatic checks."]
+    order = {"error": 0, "warning": 1, "info": 2}
+    out = []
+    for d in sorted(diagnoses, key=lambda d: order.get(d.get("severity"), 3)):
+        label = SEVERITY_WORDS.get(d.get("severity"), str(d.get("severity")))
+        out += [f"- **{label} — {d['code']}**: {d['message']}"]
+        if d.get("advice"):
+            out += [f"  - *What to try next:* {d['advice']}"]
+        if d.get("evidence"):
+            out += [f"  - *Evidence:* {_evidence(d['evidence'])}"]
+    return out
+
+
+def _outcome(summary: dict[str, Any]) -> str:
+    """One sentence: test accuracy, macro-F1, best epoch."""
+    bits = []
+    if summary.get("test_acc") is not None:
+        bits.append(f"test accuracy {100 * summary['test_acc']:.2f} %")
+    if summary.get("test_macro_f1") is not None:
+        bits.append(f"macro-F1 {summary['test_macro_f1']:.4f}")
+    if summary.get("best_val_acc") is not None:
+        bits.append(
+            f"best validation accuracy {100 * summary['best_val_acc']:.2f} % at epoch "
+            f"{summary.get('best_epoch')} of {summary.get('epochs_run', '?')}"
+        )
+    return ("Result: " + ", ".join(bits) + ".") if bits else ""
+
+
 def render(
     run_dir: Path,
     cfg: DictConfig,
@@ -62,6 +118,8 @@ def render(
     if cfg.get("notes"):
         out += [f"> {cfg.notes}", ""]
     out += [f"**Outcome:** {status} — {STATUS_WORDS.get(status, status)}."]
+    if _outcome(summary):
+        out += ["", _outcome(summary)]
     if summary.get("stop_reason"):
         out += [f"*{summary['stop_reason']}*"]
     if summary.get("error"):
@@ -73,7 +131,9 @@ def render(
         "final_train_acc",
         "final_val_acc",
         "test_acc",
+        "test_top5_acc",
         "test_macro_f1",
+        "test_macro_auc",
         "params",
         "flops",
         "train_seconds",
@@ -83,15 +143,8 @@ def render(
     out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
     out += [f"| {k} | {_fmt(summary.get(k))} |" for k in keys if k in summary]
     diagnoses = summary.get("diagnoses") or []
-    out += ["", "## Diagnoses", ""]
-    if diagnoses:
-        for d in diagnoses:
-            out += [f"- **{d['code']}** ({d['severity']}): {d['message']}"]
-            if d.get("advice"):
-                out += [f"  - *What to try next:* {d['advice']}"]
-    else:
-        out += ["No problems detected by the automatic checks."]
-    out += ["", "## Training curves", "", _figure(run_dir, "curves.png", "loss and accuracy")]
+    out += ["", "## Diagnoses", "", *render_diagnoses(diagnoses)]
+    out += ["", "## Training curves", "", figure(run_dir, "curves.png", "loss and accuracy")]
     if len(history):
         out += ["Per-epoch numbers: [metrics.csv](metrics.csv)", ""]
         shown = history[
@@ -121,7 +174,15 @@ def render(
             "",
             _table(report_table),
             "",
-            _figure(run_dir, "eval/confusion_matrix.png", "confusion matrix"),
+            "Confusion matrix: rows are true classes, columns predictions; the right panel "
+            "divides each row by its total (recall on the diagonal).",
+            "",
+            figure(
+                run_dir,
+                "eval/confusion_matrix.png",
+                "confusion matrix",
+                ["eval/confusion_matrix.csv"],
+            ),
         ]
     out += sections or []
     cfg_yaml = OmegaConf.to_yaml(

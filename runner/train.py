@@ -24,8 +24,6 @@ from runner.validate import validate
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("completed", "early_stopped")
-
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train ``cfg``, evaluate the best checkpoint on the test split, write the run directory.
@@ -33,8 +31,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Returns the summary (the contents of ``summary.json``).
     """
     validate(cfg)
+    from runner.distributed import setup as setup_distributed  # issue 10: torchrun (DDP)
+
+    setup_distributed(cfg)  # no-op for one process; else joins the group, one run dir
     run_dir = Path(cfg.run_dir)
-    previous = _finished_summary(run_dir) if cfg.trainer.resume else None
+    previous = _finished_summary(run_dir, cfg.trainer.max_epochs) if cfg.trainer.resume else None
     if previous is not None:
         log.info("run in %s already finished (%s): skipping", run_dir, previous["status"])
         return previous
@@ -62,7 +63,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def extra_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
     """Optional callbacks (diagnostics, experiment trackers) contributed by other modules."""
-    return []
+    from runner.diagnostics import build_callbacks
+    from runner.tracking import build_loggers
+
+    callbacks: list[Callback] = [*build_callbacks(cfg, run_dir)]  # issue 6: diagnostics
+    # experiment trackers (issue 10) go last, so they see what the others add to the summary
+    callbacks += build_loggers(cfg, run_dir)
+    return callbacks
 
 
 def finish(trainer: Trainer, status: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +107,9 @@ def finish(trainer: Trainer, status: str, info: dict[str, Any]) -> dict[str, Any
         run_dir, cfg, summary, history, result.report if result is not None else None, sections
     )
     write_json(run_dir / "summary.json", summary)
+    for cb in trainer.callbacks:  # issue 10: trackers upload the finished run directory
+        if hasattr(cb, "on_run_end"):
+            cb.on_run_end(trainer, summary)
     log.info(
         "%s: best epoch %s, val acc %.4f, test acc %s — %s",
         status,
@@ -210,10 +220,16 @@ def _maybe_resume(trainer: Trainer, cfg: DictConfig, run_dir: Path) -> None:
     trainer.load_checkpoint(path)
 
 
-def _finished_summary(run_dir: Path) -> dict[str, Any] | None:
+def _finished_summary(run_dir: Path, max_epochs: int) -> dict[str, Any] | None:
+    """The summary of a run that needs no more training (a larger max_epochs extends it)."""
     path = run_dir / "summary.json"
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return summary if summary.get("status") in FINISHED else None
+    status = summary.get("status")
+    if status == "early_stopped" or (
+        status == "completed" and summary.get("epochs_run", 0) >= max_epochs
+    ):
+        return summary
+    return None

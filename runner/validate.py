@@ -89,12 +89,12 @@ def _reject_added_keys(node: DictConfig, prefix: str) -> None:
     schema = OmegaConf.get_type(node)
     if schema is not None and dataclasses.is_dataclass(schema):
         fields = {f.name for f in dataclasses.fields(schema)}
-        extra = [k for k in node.keys() if k not in fields and k != "hydra"]
+        extra = [k for k in node if k not in fields and k != "hydra"]
         if extra:
             raise ConfigError(
                 f"unknown key {prefix}{extra[0]}; valid keys: {', '.join(sorted(fields))}"
             )
-    for key in node.keys():
+    for key in node:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
             _reject_added_keys(child, f"{prefix}{key}.")

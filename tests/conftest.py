@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# Before anything imports torch: idle OpenMP threads sleep instead of spinning. Tests run
+# side by side with other jobs on few cores, where spinning threads starve the working ones.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import subprocess
 import sys
 from pathlib import Path

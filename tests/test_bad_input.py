@@ -12,8 +12,14 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-TINY = ["dataset=synthetic", "dataset.num_samples=60", "dataset.image_size=8",
-        "model.filters=[4]", "model.fc_neurons=[8]", "trainer.max_epochs=1"]
+TINY = [
+    "dataset=synthetic",
+    "dataset.num_samples=60",
+    "dataset.image_size=8",
+    "model.filters=[4]",
+    "model.fc_neurons=[8]",
+    "trainer.max_epochs=1",
+]
 
 # (override(s), a word the message must contain)
 CASES = [
@@ -74,9 +80,20 @@ def results(tmp_path_factory) -> list[dict]:
         cases.append(["-m", *base, *overrides[1:]] if multirun else [*base, *overrides])
     (root / "cases.json").write_text(json.dumps(cases))
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run([sys.executable, "-m", "tests.cli_driver", str(root / "cases.json"),
-                           str(root / "results.json")], cwd=ROOT, env=env, timeout=900,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.cli_driver",
+            str(root / "cases.json"),
+            str(root / "results.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads((root / "results.json").read_text())
 

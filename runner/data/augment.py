@@ -1,55 +1,285 @@
 """Batched training augmentation on the training device.
 
-Every function takes a float batch ``(B, C, H, W)`` and a ``torch.Generator`` on the
-batch's device and draws its random parameters per sample, so one call augments a
-whole batch without any per-image Python work.
+Every function takes a float batch ``(B, C, H, W)`` of pixel values in [0, 1]
+and a ``torch.Generator`` on the batch's device, and draws its random
+parameters per sample: one call augments a whole batch with a few tensor ops
+and no per-image Python work, on CPU or GPU alike. Each random function has a
+deterministic twin (``*_with``) that takes the parameters explicitly; the tests
+check those against ``torchvision.transforms.v2.functional`` image by image.
+
+:func:`apply` runs the switches of an ``AugmentConf`` in this order:
+
+1. ``random_resized_crop`` (area 35–100 %, aspect 3/4–4/3, back to H × W) and
+   ``rotation`` (uniform in ±degrees) — one bilinear ``grid_sample`` through the
+   composed affine map, so the image is resampled once; the corners a rotation
+   uncovers are 0;
+2. ``crop_padding`` and ``hflip`` — one ``gather`` (zero padding, exact pixels);
+3. ``color_jitter`` — brightness, contrast, saturation factors, each drawn per
+   sample from ``[max(0, 1 - s), 1 + s]`` and applied in that fixed order
+   (torchvision's ColorJitter shuffles the order per call);
+4. ``cutout`` — one ``cutout`` × ``cutout`` square per image set to 0, centred
+   anywhere in the image and clipped at its border (DeVries & Taylor 2017).
+   The loader normalises after augmenting, so 0 is black, not the mean.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+# ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale.
+_LUMA = (0.2989, 0.587, 0.114)
+
+# ------------------------------------------------------------------ crop and flip
+
+
+def crop_flip_with(
+    x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor
+) -> torch.Tensor:
+    """Crop ``(H, W)`` at offsets ``(dy, dx)`` of the zero-padded batch, then mirror where ``flip``.
+
+    ``dy``/``dx``: int64 ``(B,)`` in ``[0, 2 * padding]``; ``flip``: bool ``(B,)``.
+    Equals ``hflip(crop(pad(img, padding), dy, dx, H, W))`` per image, done as one gather.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4) if padding > 0 else x
+    width = w + 2 * padding
+    cols = torch.arange(w, device=x.device).expand(b, w)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]
+    rows = torch.arange(h, device=x.device)[None, :] + dy[:, None]
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
+
+
+def random_crop_flip(
+    x: torch.Tensor, padding: int, flip_p: float, g: torch.Generator
+) -> torch.Tensor:
+    """RandomCrop(size=(H, W), padding=padding) then RandomHorizontalFlip(flip_p), per sample."""
+    b = x.shape[0]
+    zeros = torch.zeros(b, dtype=torch.long, device=x.device)
+    dy, dx = zeros, zeros
+    if padding > 0:
+        dy = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=g)
+        dx = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=g)
+    flip = torch.zeros(b, dtype=torch.bool, device=x.device)
+    if flip_p > 0:
+        flip = torch.rand(b, device=x.device, generator=g) < flip_p
+    return crop_flip_with(x, padding, dy, dx, flip)
+
 
 def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tensor:
     """RandomCrop(size=(H, W), padding=padding) with zero padding, per-sample offsets."""
-    if padding <= 0:
-        return x
-    b, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=g)
-    dx = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=g)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
+    return x if padding <= 0 else random_crop_flip(x, padding, 0.0, g)
 
 
 def random_hflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """RandomHorizontalFlip(p) per sample."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=g) < p
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+    return random_crop_flip(x, 0, p, g)
+
+
+# ------------------------------------------------------------------ affine: resized crop, rotation
+
+
+def affine_with(x: torch.Tensor, matrix: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """Resample each image through ``matrix`` ``(B, 2, 3)`` (output → input, pixel units).
+
+    ``matrix`` maps output pixel coordinates (x right, y down, origin at the top-left
+    pixel's centre) to input pixel coordinates; bilinear. ``padding_mode``: zeros
+    (0 outside the input, as torchvision's rotate) | border (edge pixels repeated, as
+    torchvision's resized_crop clamps) | reflection.
+    """
+    b, c, h, w = x.shape
+    # normalised (align_corners=False) <-> pixel: p = (n + 1) * size / 2 - 0.5; float32
+    # throughout, whatever the batch's dtype
+    kw = {"device": x.device, "dtype": torch.float32}
+    to_pix = torch.tensor([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]], **kw)
+    to_norm = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]], **kw)
+    full = torch.cat([matrix.to(**kw), torch.tensor([0, 0, 1], **kw).expand(b, 1, 3)], dim=1)
+    theta = (to_norm @ full @ to_pix)[:, :2]
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
+def resized_crop_matrix(
+    top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor, size: tuple
+) -> torch.Tensor:
+    """Output → input map of ``resized_crop(img, top, left, height, width, size)`` ``(B, 2, 3)``."""
+    out_h, out_w = size
+    sx, sy = width / out_w, height / out_h
+    zero = torch.zeros_like(sx)
+    row0 = torch.stack([sx, zero, left + 0.5 * sx - 0.5], dim=1)
+    row1 = torch.stack([zero, sy, top + 0.5 * sy - 0.5], dim=1)
+    return torch.stack([row0, row1], dim=1)
+
+
+def rotation_matrix(angle: torch.Tensor, size: tuple) -> torch.Tensor:
+    """Output → input map of a counter-clockwise rotation by ``angle`` degrees about the centre."""
+    h, w = size
+    a = torch.deg2rad(angle)
+    cos, sin = torch.cos(a), torch.sin(a)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    # input = R(-a) (output - centre) + centre, with y pointing down
+    row0 = torch.stack([cos, -sin, cx - cos * cx + sin * cy], dim=1)
+    row1 = torch.stack([sin, cos, cy - sin * cx - cos * cy], dim=1)
+    return torch.stack([row0, row1], dim=1)
+
+
+def _compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """``outer ∘ inner`` of two ``(B, 2, 3)`` affine maps (inner applied first)."""
+    last = inner.new_tensor([0, 0, 1]).expand(inner.shape[0], 1, 3)
+    return (torch.cat([outer, last], 1) @ torch.cat([inner, last], 1))[:, :2]
+
+
+def sample_resized_crop(
+    n: int,
+    size: tuple,
+    g: torch.Generator,
+    device: torch.device,
+    scale: tuple = (0.35, 1.0),
+    ratio: tuple = (3 / 4, 4 / 3),
+    tries: int = 10,
+) -> tuple[torch.Tensor, ...]:
+    """Boxes ``(top, left, height, width)`` as RandomResizedCrop draws them, per sample.
+
+    Area a uniform share of ``scale`` of the image, aspect log-uniform in ``ratio``;
+    the first of ``tries`` candidates that fits is kept, else the whole image.
+    """
+    h, w = size
+    area = h * w * torch.empty(n, tries, device=device).uniform_(*scale, generator=g)
+    log_r = torch.empty(n, tries, device=device).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=g
+    )
+    cw, ch = (area * log_r.exp()).sqrt(), (area / log_r.exp()).sqrt()
+    fits = (cw <= w) & (ch <= h)
+    first = fits.float().argmax(1, keepdim=True)  # first fitting candidate (0 if none)
+    ok = fits.any(1)
+    width = torch.where(ok, cw.gather(1, first)[:, 0], torch.full_like(ok, w, dtype=cw.dtype))
+    height = torch.where(ok, ch.gather(1, first)[:, 0], torch.full_like(ok, h, dtype=ch.dtype))
+    top = torch.rand(n, device=device, generator=g) * (h - height)
+    left = torch.rand(n, device=device, generator=g) * (w - width)
+    return top, left, height, width
+
+
+def random_affine(
+    x: torch.Tensor, g: torch.Generator, resized_crop: bool, degrees: float
+) -> torch.Tensor:
+    """RandomResizedCrop (scale 0.35–1, back to H × W) then rotation by U(-degrees, degrees)."""
+    b, _, h, w = x.shape
+    matrix = torch.eye(2, 3, device=x.device).expand(b, 2, 3)
+    if resized_crop:
+        matrix = resized_crop_matrix(*sample_resized_crop(b, (h, w), g, x.device), (h, w))
+    if degrees:
+        angle = (torch.rand(b, device=x.device, generator=g) * 2 - 1) * degrees
+        matrix = _compose(matrix, rotation_matrix(angle, (h, w)))
+    # a resized crop alone never leaves the image: repeat edges instead of blending in
+    # zeros half a pixel outside it; a rotation fills its corners with 0
+    return affine_with(x, matrix, "zeros" if degrees else "border")
+
+
+# ------------------------------------------------------------------ colour and cutout
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] != 3:
+        return x
+    r, g_, b = x.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g_ + _LUMA[2] * b).unsqueeze(1)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1 - f) * other).clamp_(0, 1)
+
+
+def color_jitter_with(
+    x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor
+) -> torch.Tensor:
+    """adjust_brightness, adjust_contrast, adjust_saturation with per-sample factors ``(B,)``.
+
+    Same formulas as torchvision (contrast blends with the image's mean grey level;
+    saturation with its grey version; grey images skip saturation).
+    """
+    x = _blend(x, torch.zeros_like(x), brightness)
+    x = _blend(x, _grey(x).mean(dim=(1, 2, 3), keepdim=True), contrast)
+    if x.shape[1] == 3:
+        x = _blend(x, _grey(x), saturation)
+    return x
+
+
+def random_color_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """ColorJitter(brightness=s, contrast=s, saturation=s) with per-sample factors."""
+    lo, hi = max(0.0, 1 - strength), 1 + strength
+    factors = torch.empty(3, x.shape[0], device=x.device).uniform_(lo, hi, generator=g)
+    return color_jitter_with(x, *factors.to(x.dtype))
+
+
+def cutout_with(x: torch.Tensor, size: int, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+    """Zero a ``size`` × ``size`` square centred at ``(cy, cx)`` (int64 ``(B,)``), clipped."""
+    _, _, h, w = x.shape
+    top, left = (cy - size // 2)[:, None], (cx - size // 2)[:, None]
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    in_rows = (rows >= top) & (rows < top + size)
+    in_cols = (cols >= left) & (cols < left + size)
+    mask = in_rows[:, :, None] & in_cols[:, None, :]
+    return x.masked_fill(mask[:, None], 0.0)
+
+
+def random_cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    """Cutout: one zeroed ``size`` × ``size`` square per image, centre uniform over the image."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), device=x.device, generator=g)
+    cx = torch.randint(0, w, (b,), device=x.device, generator=g)
+    return cutout_with(x, size, cy, cx)
+
+
+# ------------------------------------------------------------------ config
+
+
+def _settings(augment: Any) -> dict[str, Any]:
+    if augment is None:
+        return {}
+    if dataclasses.is_dataclass(augment):
+        return dataclasses.asdict(augment)
+    if isinstance(augment, Mapping):  # dict or DictConfig
+        return dict(augment)
+    raise TypeError(f"augment must be an AugmentConf, a DictConfig or a dict, not {augment!r}")
 
 
 def apply(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
-    """Apply the enabled augmentations of an ``AugmentConf`` node to a [0, 1] float batch."""
-    if augment is None:
+    """Apply the enabled augmentations of an ``AugmentConf`` to a [0, 1] float batch.
+
+    ``augment`` may be an ``AugmentConf``, a DictConfig or a dict with its keys;
+    ``None`` returns ``x`` unchanged. Order: see the module docstring.
+    """
+    s = _settings(augment)
+    if not s:
         return x
-    if augment.crop_padding:
-        x = random_crop(x, int(augment.crop_padding), g)
-    if augment.hflip:
-        x = random_hflip(x, g)
+    unknown = set(s) - {f.name for f in dataclasses.fields(_augment_conf())}
+    if unknown:
+        raise ValueError(f"unknown augmentation keys {sorted(unknown)}")
+    if s.get("random_resized_crop") or s.get("rotation"):
+        x = random_affine(x, g, bool(s.get("random_resized_crop")), float(s.get("rotation") or 0))
+    if s.get("crop_padding") or s.get("hflip"):
+        x = random_crop_flip(x, int(s.get("crop_padding") or 0), 0.5 if s.get("hflip") else 0.0, g)
+    if s.get("color_jitter"):
+        x = random_color_jitter(x, float(s["color_jitter"]), g)
+    if s.get("cutout"):
+        x = random_cutout(x, int(s["cutout"]), g)
     return x
 
 
 def is_enabled(augment: Any) -> bool:
     """Whether any augmentation is switched on."""
-    if augment is None:
-        return False
-    import dataclasses
+    return any(bool(v) for v in _settings(augment).values())
 
-    values = dataclasses.asdict(augment) if dataclasses.is_dataclass(augment) else dict(augment)
-    return any(bool(v) for v in values.values())
+
+def _augment_conf() -> type:
+    from runner.schema import AugmentConf
+
+    return AugmentConf

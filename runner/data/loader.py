@@ -43,8 +43,12 @@ class BatchLoader:
         channels_last: bool = False,
         limit_batches: int = 0,
     ) -> None:
-        self.x = split.x.to(device, non_blocking=True)
-        self.y = split.y.to(device, non_blocking=True)
+        # a StreamingSplit (runner.data.imagefolder) stays on disk and decodes the batches
+        # it is asked for; every other split moves to the device once
+        self.streaming = getattr(split, "streaming", False)
+        self.split = split
+        self.x = None if self.streaming else split.x.to(device, non_blocking=True)
+        self.y = split.y.to("cpu" if self.streaming else device, non_blocking=True)
         self.batch_size = batch_size
         self.device = device
         self.kind = data.kind
@@ -53,6 +57,13 @@ class BatchLoader:
         self.augment = data.augment if train and aug.is_enabled(data.augment) else None
         self.channels_last = channels_last and data.kind == "image"
         self.limit_batches = limit_batches
+        # issue 10: under torchrun a training loader yields this rank's shard of each epoch,
+        # in batches of batch_size // world_size (the global batch stays batch_size)
+        from runner.distributed import shard
+
+        self.rank, self.world = shard() if train else (0, 1)
+        if self.world > 1:
+            self.batch_size = max(1, batch_size // self.world)
         if data.kind == "image":
             std = torch.tensor(data.std or (1.0,) * data.channels, device=device)
             mean = torch.tensor(data.mean or (0.0,) * data.channels, device=device)
@@ -62,7 +73,7 @@ class BatchLoader:
             self._mean, self._std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
 
     def __len__(self) -> int:
-        n = -(-len(self.y) // self.batch_size)
+        n = -(-(len(self.y) // self.world) // self.batch_size)  # world > 1: one rank's shard
         return min(n, self.limit_batches) if self.limit_batches else n
 
     @property
@@ -92,6 +103,18 @@ class BatchLoader:
         g = self._generator(epoch) if self.train else None
         n = len(self.y)
         order = torch.randperm(n, device=self.device, generator=g) if self.train else None
+        if self.world > 1:  # issue 10: same permutation on every rank, a strided shard each
+            from runner.distributed import shard_order
+
+            order = shard_order(order, self.rank, self.world)
+            n = len(order)
+            g = self._generator(epoch * 65_537 + 7_919 * (self.rank + 1))  # own augmentation
+        if self.streaming:
+            batches = self.split.batches(self.batch_size, order=order)
+            for _, (x, y) in zip(range(len(self)), batches):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                yield self.prepare(x, g), y
+            return
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             idx = order[sl] if order is not None else sl

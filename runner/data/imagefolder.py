@@ -1,0 +1,628 @@
+"""Image folders (torchvision ``ImageFolder`` conventions) as uint8 tensors.
+
+Layout: ``<folder>/<class>/**/<image>`` — the class is the name of the top-level
+sub-folder; any file PIL reads with an image extension (``.jpg .jpeg .png
+.ppm .bmp .pgm .tif .tiff .webp``) counts; other files and hidden folders are
+ignored. If ``<folder>`` has a ``train/`` sub-folder (and ``val/``, ``test/``;
+each ``<split>/<class>/<image>``), those splits are used as they are and a
+missing ``val/`` or ``test/`` is carved from train with its fraction; otherwise train,
+val and test are stratified fractions drawn with ``seed`` — by group when
+``group_regex`` or ``group_csv`` is given, so the frames of one fish or the
+photos of one patient never straddle two splits.
+
+Decoding: each image is converted to ``RGB`` (``channels: 3``) or ``L``
+(``channels: 1``) — so grey-scale, palette and RGBA files mix freely with
+colour ones (alpha is dropped) — then its *shorter side is resized* to
+``image_size`` (bilinear, antialiased) and the centre ``image_size`` ×
+``image_size`` square is cropped. The decoded set is cached once
+(:mod:`runner.data.cache`); later runs load it without decoding anything.
+
+Data too big for memory (``streaming: true``, or ``auto`` when the decoded
+size would exceed ``streaming_threshold_mb``) becomes :class:`StreamingSplit`
+objects that decode batches on the fly through a ``torch`` DataLoader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from runner.data import cache as cache_mod
+from runner.data.base import DataBundle, Split
+from runner.data.digits import normalisation, subset_per_class
+from runner.data.splits import (
+    channel_stats,
+    finish_bundle,
+    group_split,
+    groups_from_csv,
+    groups_from_regex,
+    stratified,
+)
+from runner.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+# ------------------------------------------------------------------ decoding
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> tuple[torch.Tensor, str]:
+    """One image as uint8 ``(channels, image_size, image_size)`` and its original PIL mode.
+
+    Shorter side resized to ``image_size`` (bilinear, antialiased), then centre-cropped.
+    """
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    mode = "RGB" if channels == 3 else "L"
+    with Image.open(path) as img:
+        original = img.mode
+        img.draft(mode, (image_size, image_size))  # JPEG: decode at a reduced scale >= size
+        img = img.convert(mode)
+        img = TF.resize(img, image_size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+        img = TF.center_crop(img, [image_size, image_size])
+        arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()), original
+
+
+def decode_all(
+    folder: Path, files: Sequence[str], image_size: int, channels: int, workers: int
+) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    """Decode ``files`` (relative to ``folder``) into one uint8 tensor ``(N, C, S, S)``.
+
+    Returns the tensor (rows of unreadable files left zero) and a list of
+    ``(relative path, error)`` for every file that could not be read.
+    """
+    from tqdm.auto import tqdm
+
+    x = torch.zeros((len(files), channels, image_size, image_size), dtype=torch.uint8)
+    failed: list[tuple[str, str]] = []
+    modes: list[str] = [""] * len(files)
+
+    def work(i: int) -> None:
+        try:
+            x[i], modes[i] = decode_image(folder / files[i], image_size, channels)
+        except Exception as err:  # PIL raises many types for bad files
+            failed.append((files[i], f"{type(err).__name__}: {err}"))
+
+    log.info("decoding %d images from %s at %d px", len(files), folder, image_size)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(tqdm(pool.map(work, range(len(files))), total=len(files), disable=None, leave=False))
+    wanted = "RGB" if channels == 3 else "L"
+    converted = sum(m not in ("", wanted) for m in modes)
+    if converted:
+        log.info("converted %d image(s) of another colour mode to %s", converted, wanted)
+    return x, sorted(failed)
+
+
+def corrupt_report(failed: Sequence[tuple[str, str]], folder: Path, skip: bool) -> None:
+    """Raise :class:`DataError` naming unreadable images, or warn when ``skip``."""
+    if not failed:
+        return
+    listed = "\n".join(f"  {folder / rel}  ({err})" for rel, err in failed[:20])
+    more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+    if skip:
+        warnings.warn(
+            f"skipping {len(failed)} unreadable image(s) (dataset.skip_corrupt=true):\n"
+            f"{listed}{more}",
+            stacklevel=2,
+        )
+        return
+    raise DataError(
+        f"{len(failed)} image(s) in {folder} cannot be read:\n{listed}{more}\n"
+        "Replace or delete them, or set dataset.skip_corrupt=true to train without them."
+    )
+
+
+# ------------------------------------------------------------------ layout
+
+
+@dataclass
+class Layout:
+    """The files of a folder: relative paths, class index, and split folder (if any)."""
+
+    classes: list[str]
+    files: list[str]
+    labels: np.ndarray
+    split_of: np.ndarray | None  # "train"/"val"/"test" per file, None without split folders
+
+    def select(self, keep: np.ndarray) -> Layout:
+        """The layout of the files at indices ``keep``."""
+        split_of = None if self.split_of is None else self.split_of[keep]
+        return Layout(self.classes, [self.files[i] for i in keep], self.labels[keep], split_of)
+
+
+def _images_under(directory: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [
+            Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(IMG_EXTENSIONS)
+        ]
+    return found
+
+
+def _class_dirs(directory: Path) -> list[Path]:
+    return sorted(d for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def scan(folder: Path) -> Layout:
+    """Find classes and images; a clear :class:`DataError` for every layout problem."""
+    split_dirs = {s: folder / s for s in SPLITS if (folder / s).is_dir()}
+    use_splits = "train" in split_dirs
+    tops = {s: d for s, d in split_dirs.items()} if use_splits else {"": folder}
+    per_top = {s: {d.name: _images_under(d) for d in _class_dirs(top)} for s, top in tops.items()}
+    classes = sorted(per_top["train" if use_splits else ""])
+    where = folder / "train" if use_splits else folder
+    expected = f"{where}/<class>/<image>"
+    if not classes:
+        loose = [p for p in where.iterdir() if p.suffix.lower() in IMG_EXTENSIONS]
+        hint = f" ({len(loose)} images lie loose in it)" if loose else ""
+        raise DataError(
+            f"no class folders in {where}{hint}. An image folder dataset needs one sub-folder "
+            f"per class: {expected}."
+        )
+    if len(classes) < 2:
+        raise DataError(
+            f"only one class folder ({classes[0]!r}) in {where}: classification needs at least "
+            f"two, laid out as {expected}."
+        )
+    empty = [
+        f"{tops[s] / c}" for s, members in per_top.items() for c, f in members.items() if not f
+    ]
+    if empty:
+        raise DataError(
+            f"class folder(s) with no images ({', '.join(IMG_EXTENSIONS)}): {', '.join(empty)}. "
+            "Add images or remove the folder(s)."
+        )
+    for s, members in per_top.items():
+        unknown = sorted(set(members) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{tops[s]} has class folder(s) {unknown} that {folder / 'train'} lacks; "
+                "every split must use the training classes."
+            )
+    files, labels, split_of = [], [], []
+    for s, members in per_top.items():
+        for c, paths in sorted(members.items()):
+            files += [p.relative_to(folder).as_posix() for p in paths]
+            labels += [classes.index(c)] * len(paths)
+            split_of += [s] * len(paths)
+    return Layout(
+        classes=classes,
+        files=files,
+        labels=np.asarray(labels, dtype=np.int64),
+        split_of=np.asarray(split_of) if use_splits else None,
+    )
+
+
+def resolve_folder(root: str, path: str, name: str) -> Path:
+    """``path`` if absolute, ``<root>/<path>`` if relative, ``<root>/<name>`` if empty."""
+    p = Path(os.path.expanduser(path)) if path else Path(name)
+    return p if p.is_absolute() else Path(root) / p
+
+
+def missing_folder_error(folder: Path, name: str) -> DataError:
+    return DataError(
+        f"dataset {name!r}: no image folder at {folder}. Expected one sub-folder per class, "
+        f"{folder}/<class>/<image>.jpg|png|... (or {folder}/train|val|test/<class>/<image>). "
+        f"Image folders have no downloader: copy or link the folder there, point "
+        f"dataset.path at it (absolute, or relative to dataset.root), or set dataset.root / "
+        f"$RUNNER_DATA to the folder that contains {folder.name}/."
+    )
+
+
+# ------------------------------------------------------------------ splitting
+
+
+def split_indices(
+    layout: Layout,
+    groups: list[str] | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Train/val/test indices into ``layout.files``: split folders, groups or stratified."""
+
+    def carve(idx: np.ndarray, val: float, test: float) -> tuple[np.ndarray, ...]:
+        y = layout.labels[idx]
+        if groups is not None:
+            parts = group_split(y, [groups[i] for i in idx], val, test, seed)
+        else:
+            parts = stratified(y, val, test, seed)
+        return tuple(idx[p] for p in parts)
+
+    if layout.split_of is None:
+        tr, va, te = carve(np.arange(len(layout.files)), val_fraction, test_fraction)
+        return {"train": tr, "val": va, "test": te}
+    out = {s: np.flatnonzero(layout.split_of == s) for s in SPLITS}
+    missing = {s: f for s, f in (("val", val_fraction), ("test", test_fraction)) if not len(out[s])}
+    if missing:
+        log.info("no %s/ folder: carving %s from train", "/ ".join(missing), missing)
+        tr, va, te = carve(out["train"], missing.get("val", 0.0), missing.get("test", 0.0))
+        out["train"] = tr
+        for s in missing:
+            out[s] = va if s == "val" else te
+    return out
+
+
+def _groups(layout: Layout, folder: Path, regex: str, csv: str, column: str, file_column: str):
+    if regex and csv:
+        raise ConfigError("set dataset.group_regex or dataset.group_csv, not both")
+    if regex:
+        return groups_from_regex(layout.files, regex)
+    if csv:
+        if not column:
+            raise ConfigError("dataset.group_csv needs dataset.group_column (the group's column)")
+        csv_path = Path(csv) if Path(csv).is_absolute() else folder / csv
+        return groups_from_csv(layout.files, csv_path, column, file_column)
+    return None
+
+
+# ------------------------------------------------------------------ streaming
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    """Decode-on-access dataset of image files (for :class:`StreamingSplit`)."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        labels: torch.Tensor,
+        image_size: int,
+        channels: int,
+        skip: bool,
+    ) -> None:
+        self.files, self.labels = list(files), labels
+        self.image_size, self.channels, self.skip = image_size, channels, skip
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            img, _ = decode_image(self.files[i], self.image_size, self.channels)
+        except Exception as err:
+            if self.skip:
+                warnings.warn(f"skipping unreadable image {self.files[i]}: {err}", stacklevel=2)
+                return None
+            raise DataError(
+                f"cannot read image {self.files[i]} ({type(err).__name__}: {err}); replace or "
+                "delete it, or set dataset.skip_corrupt=true"
+            ) from None
+        return img, int(self.labels[i])
+
+
+def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
+
+
+class LazyImages:
+    """Stands in for a split's uint8 ``(N, C, H, W)`` tensor; decodes only what is indexed.
+
+    Supports ``len``, ``.shape``, ``.dtype`` and indexing by int, slice, list or
+    tensor of indices — enough for code that looks at a few samples. It cannot be
+    moved to a device as a whole: iterate :meth:`StreamingSplit.batches` instead.
+    """
+
+    dtype = torch.uint8
+
+    def __init__(self, dataset: _FileDataset) -> None:
+        self._ds = dataset
+        self.shape = torch.Size(
+            (len(dataset), dataset.channels, dataset.image_size, dataset.image_size)
+        )
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def __getitem__(self, idx: Any) -> torch.Tensor:
+        if isinstance(idx, slice):
+            indices = list(range(len(self))[idx])
+        else:
+            t = torch.as_tensor(idx)
+            if t.dtype == torch.bool:
+                t = t.nonzero().flatten()
+            if t.ndim == 0:  # one image (python or numpy integer, 0-d tensor)
+                ds = self._ds
+                return decode_image(ds.files[int(t)], ds.image_size, ds.channels)[0]
+            indices = t.tolist()
+        if not indices:
+            return torch.empty((0, *self.shape[1:]), dtype=torch.uint8)
+        return torch.stack([self[int(i)] for i in indices])
+
+    def to(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise DataError(
+            f"this split streams {len(self)} images from disk and is not held in memory; "
+            "iterate StreamingSplit.batches(...) instead of moving split.x to a device"
+        )
+
+
+class StreamingSplit(Split):
+    """A split whose images stay on disk and are decoded batch by batch.
+
+    ``x`` is a :class:`LazyImages`; ``y`` (int64) and ``names`` are in memory as
+    usual; ``streaming`` is True (in-memory splits have no such attribute). The
+    training loop consumes it with :meth:`batches`, which yields ``(uint8 (B, C,
+    H, W), int64 (B,))`` on the CPU exactly like ``(x[idx], y[idx])`` of an
+    in-memory split, in the order the loop asks for; the loop then moves,
+    augments and normalises them as it does for in-memory batches.
+    """
+
+    streaming = True
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        y: torch.Tensor,
+        names: list[str] | None,
+        image_size: int,
+        channels: int,
+        skip_corrupt: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        self._dataset = _FileDataset(files, y, image_size, channels, skip_corrupt)
+        self.x = LazyImages(self._dataset)  # type: ignore[assignment]
+        self.y = y
+        self.names = names
+        self.num_workers = num_workers
+        self.__post_init__()
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        order: Sequence[int] | torch.Tensor | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``(uint8 (B, C, H, W), int64 (B,))`` of one pass, on the CPU.
+
+        Args:
+            order: the sample indices to visit, in order (e.g. the loop's own
+                permutation, or one rank's shard of it); None = all samples,
+                shuffled with a CPU generator seeded by ``seed`` if ``shuffle``.
+            num_workers: DataLoader worker processes decoding in parallel (None =
+                ``dataset.num_workers``).
+
+        A batch may be short when ``skip_corrupt`` dropped unreadable files from it.
+        """
+        workers = self.num_workers if num_workers is None else num_workers
+        sampler = None
+        if order is not None:
+            sampler = torch.as_tensor(order).cpu().tolist()
+            shuffle = False
+        loader = torch.utils.data.DataLoader(
+            self._dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+            num_workers=workers,
+            collate_fn=_collate,
+            drop_last=drop_last,
+            persistent_workers=False,
+        )
+        yield from loader
+
+
+# ------------------------------------------------------------------ builder
+
+
+def load_image_folder(
+    *,
+    name: str = "imagefolder",
+    root: str = "data",
+    path: str = "",
+    download: bool = False,
+    image_size: int = 64,
+    channels: int = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    normalize: str = "dataset",
+    subset: float = 0.0,
+    augment: Any = None,
+    group_regex: str = "",
+    group_csv: str = "",
+    group_column: str = "",
+    group_file_column: str = "",
+    skip_corrupt: bool = False,
+    cache: bool = True,
+    check_duplicates: bool = True,
+    streaming: Any = "auto",
+    streaming_threshold_mb: float = 2048,
+    num_workers: int = -1,
+    seed: int = 42,
+    **_: Any,
+) -> DataBundle:
+    """An image folder as a :class:`DataBundle` (keys as in ``ImageFolderConf``; see module doc).
+
+    Args:
+        path: the folder — absolute, relative to ``root``, or ``""`` = ``<root>/<name>``.
+        image_size: side in pixels of the square images (shorter side resized, centre crop).
+        channels: 3 (RGB) | 1 (grey).
+        streaming: auto (stream when the decoded set exceeds ``streaming_threshold_mb``
+            MiB) | true | false.
+        num_workers: decoding threads (in memory) / DataLoader workers (streaming);
+            -1 = the CPU count, at most 8.
+    """
+    if channels not in (1, 3):
+        raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
+    if image_size < 1:
+        raise ConfigError(
+            f"dataset.image_size must be a positive number of pixels, got {image_size}"
+        )
+    folder = resolve_folder(root, path, name)
+    if download:
+        raise ConfigError(
+            f"dataset.download=true: image folders have no downloader; put the images at {folder}"
+        )
+    if not folder.is_dir():
+        raise missing_folder_error(folder, name)
+    layout = scan(folder)
+    groups = _groups(layout, folder, group_regex, group_csv, group_column, group_file_column)
+    workers = min(8, os.cpu_count() or 1) if num_workers < 0 else num_workers
+    decoded_mb = len(layout.files) * channels * image_size**2 / 2**20
+    if _streams(streaming, decoded_mb, streaming_threshold_mb):
+        log.info(
+            "streaming %d images (%.0f MiB decoded) from %s", len(layout.files), decoded_mb, folder
+        )
+        parts = split_indices(layout, groups, val_fraction, test_fraction, seed)
+        return _streaming_bundle(
+            name,
+            folder,
+            layout,
+            parts,
+            image_size,
+            channels,
+            normalize,
+            subset,
+            seed,
+            augment,
+            skip_corrupt,
+            workers,
+        )
+    x, failed = _decoded(
+        folder, layout, root, name, image_size, channels, cache, skip_corrupt, workers
+    )
+    if failed:
+        keep = np.flatnonzero(~np.isin(np.asarray(layout.files), [rel for rel, _ in failed]))
+        x, layout = x[torch.as_tensor(keep)], layout.select(keep)
+        groups = None if groups is None else [groups[i] for i in keep]
+    parts = split_indices(layout, groups, val_fraction, test_fraction, seed)
+    y = torch.as_tensor(layout.labels)
+    train, val, test = (
+        Split(x[torch.as_tensor(i)], y[i], [layout.files[j] for j in i]) for i in parts.values()
+    )
+    return finish_bundle(
+        name=name,
+        classes=layout.classes,
+        train=train,
+        val=val,
+        test=test,
+        normalize=normalize,
+        subset=subset,
+        seed=seed,
+        augment=augment,
+        check_duplicates=check_duplicates,
+        artifacts=_skipped_artifact(failed),
+    )
+
+
+def _streams(streaming: Any, decoded_mb: float, threshold_mb: float) -> bool:
+    value = str(streaming).lower()
+    if value not in ("auto", "true", "false"):
+        raise ConfigError(f"dataset.streaming must be auto, true or false, got {streaming!r}")
+    return value == "true" or (value == "auto" and decoded_mb > threshold_mb)
+
+
+def _decoded(
+    folder: Path,
+    layout: Layout,
+    root: str,
+    name: str,
+    image_size: int,
+    channels: int,
+    use_cache: bool,
+    skip_corrupt: bool,
+    workers: int,
+) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    """All images decoded (from the cache when it matches) and the unreadable ones.
+
+    Returns the uint8 tensor of every file (rows of unreadable files are zero) and
+    ``(relative path, error)`` of each unreadable file.
+    """
+    target = None
+    if use_cache:
+        key = cache_mod.cache_key(folder, layout.files, image_size, channels, str(folder.resolve()))
+        target = cache_mod.cache_path(root, folder, name, key, image_size, channels)
+    payload = cache_mod.load(target)
+    if payload is None or payload["files"] != layout.files:
+        x, failed = decode_all(folder, layout.files, image_size, channels, workers)
+        payload = {"x": x, "files": layout.files, "failed": [list(f) for f in failed]}
+        # cached even with unreadable files: their rows are dropped at load time, and
+        # replacing a file changes the key
+        cache_mod.save(target, payload)
+    failed = [tuple(f) for f in payload["failed"]]
+    corrupt_report(failed, folder, skip_corrupt)
+    return payload["x"], failed
+
+
+def _skipped_artifact(failed: list[tuple[str, str]]) -> dict[str, Any]:
+    """``skipped_files.csv`` for the run directory when unreadable images were skipped."""
+    if not failed:
+        return {}
+    import pandas as pd
+
+    return {"skipped_files.csv": pd.DataFrame(failed, columns=["file", "error"])}
+
+
+def _streaming_bundle(
+    name: str,
+    folder: Path,
+    layout: Layout,
+    parts: dict[str, np.ndarray],
+    image_size: int,
+    channels: int,
+    normalize: str,
+    subset: float,
+    seed: int,
+    augment: Any,
+    skip_corrupt: bool,
+    workers: int,
+) -> DataBundle:
+    """The bundle of :class:`StreamingSplit` s (no duplicate check: that would decode all)."""
+    if subset:
+        parts["train"] = parts["train"][
+            subset_per_class(layout.labels[parts["train"]], subset, seed)
+        ]
+    y = torch.as_tensor(layout.labels)
+    splits = {
+        s: StreamingSplit(
+            [folder / layout.files[i] for i in idx],
+            y[idx],
+            [layout.files[i] for i in idx],
+            image_size,
+            channels,
+            skip_corrupt,
+            workers,
+        )
+        for s, idx in parts.items()
+    }
+    stats = ((0.0,) * channels, (1.0,) * channels)
+    if normalize == "dataset":  # estimated from up to 1 000 training images
+        rng = np.random.default_rng(seed)
+        n = len(splits["train"])
+        sample = rng.choice(n, size=min(n, 1000), replace=False)
+        stats = channel_stats(splits["train"].x[np.sort(sample).tolist()])
+    mean, std = normalisation(normalize, stats, channels)
+    return DataBundle(
+        name=name,
+        classes=layout.classes,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        mean=mean,
+        std=std,
+        augment=augment,
+        artifacts={},
+    )

@@ -1,0 +1,388 @@
+"""``runner-predict``: classify image files with a finished run's best checkpoint.
+
+    runner-predict RUN_DIR IMAGE... | FOLDER... [--out predictions.csv] [--top-k 3]
+                   [--device auto] [--batch-size 64] [--checkpoint best|last|PATH]
+
+The model is rebuilt from the checkpoint's own config (``checkpoint["config"]["model"]``)
+and its weights; images get the run's exact preprocessing: converted to RGB or grey
+like the training data, shorter side resized to the training size and centre-cropped
+(:func:`runner.data.imagefolder.decode_image`, the decoder the image-folder datasets
+use), then normalised with the run's mean/std (``checkpoint["data"]``).
+
+The CSV has one row per readable image: ``file, predicted_class, confidence`` and
+``top1_class, top1_prob, ... topK_class, topK_prob`` (probabilities in [0, 1]); when
+an image sits in a folder named after a class, ``true_class`` and ``correct`` too.
+Unreadable files are listed on stderr and in ``<out stem>_skipped.csv``, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from runner.errors import CheckpointError, RunnerError
+
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+# ------------------------------------------------------------------ loading
+
+
+def checkpoint_path(run: str | Path, which: str = "best") -> Path:
+    """The checkpoint file of ``run``: a run directory (``which`` = best | last) or a .pt file."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if which not in CHECKPOINT_CHOICES:
+        path = Path(which)
+        if path.is_file():
+            return path
+        raise CheckpointError(
+            f"--checkpoint {which!r}: not best, last or an existing file; valid: "
+            f"{', '.join(CHECKPOINT_CHOICES)} or a path to a .pt file"
+        )
+    if not run.is_dir():
+        raise CheckpointError(f"no run directory at {run}")
+    path = run / "checkpoints" / f"{which}.pt"
+    if path.exists():
+        return path
+    found = sorted(p.name for p in (run / "checkpoints").glob("*.pt"))
+    raise CheckpointError(
+        f"{path} does not exist (checkpoints there: {found or 'none'}). Was the run trained "
+        "with trainer.checkpointing=false, or did it fail before its first epoch?"
+    )
+
+
+@dataclass
+class Preprocessing:
+    """How the run's inputs were made: uint8 images → ``(x / 255 - mean) / std``.
+
+    kind: image | text. image_size: (height, width) in pixels. mean/std: per channel,
+    in units of [0, 1] pixel values.
+    """
+
+    kind: str
+    channels: int
+    image_size: tuple[int, int]
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Preprocessing:
+        data = ckpt.get("data")
+        if not data:
+            raise CheckpointError(
+                "this checkpoint has no 'data' entry (input shape, mean, std): it was written "
+                "by an older runner. Train the run again to predict or export with it."
+            )
+        shape = [int(v) for v in data["input_shape"]]
+        image = data["kind"] == "image"
+        kwargs = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data["model_kwargs"].items()
+        }
+        return cls(
+            kind=data["kind"],
+            channels=shape[0] if image else 0,
+            image_size=(shape[1], shape[2]) if image else (0, 0),
+            mean=list(data["mean"]) or [0.0] * (shape[0] if image else 0),
+            std=list(data["std"]) or [1.0] * (shape[0] if image else 0),
+            classes=list(ckpt["classes"]),
+            model_kwargs=kwargs,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: what a deployment needs to feed the model."""
+        return {
+            "kind": self.kind,
+            "input_layout": "NCHW float32" if self.kind == "image" else "N,L int64 token ids",
+            "channels": self.channels,
+            "color_mode": "RGB" if self.channels == 3 else "L (grey)",
+            "image_size": list(self.image_size),
+            "resize": "shorter side to image_size (bilinear, antialiased), then centre crop",
+            "scale": "pixel / 255",
+            "mean": self.mean,
+            "std": self.std,
+            "classes": self.classes,
+        }
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, C, H, W)`` → float32 normalised, as the training loader does."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - mean) / std
+
+
+def build_model(ckpt: dict[str, Any], pre: Preprocessing) -> torch.nn.Module:
+    """The checkpoint's model (config ``model`` + dataset kwargs) with its weights, in eval mode."""
+    from hydra.utils import get_class, instantiate
+
+    from runner.engine import load_weights
+
+    model_cfg = dict(ckpt["config"]["model"])
+    target = get_class(model_cfg["_target_"])
+    params = inspect.signature(target).parameters
+    kwargs = pre.model_kwargs
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    model = instantiate(model_cfg, **kwargs, _convert_="all")
+    load_weights(model, ckpt["model"], Path(str(ckpt.get("_path", "checkpoint"))))
+    return model.eval()
+
+
+def load_model(
+    run: str | Path, which: str = "best"
+) -> tuple[torch.nn.Module, Preprocessing, dict[str, Any]]:
+    """Model (CPU, eval mode), preprocessing and raw checkpoint of a run directory or .pt file."""
+    from runner.engine import load_checkpoint_file
+
+    path = checkpoint_path(run, which)
+    ckpt = load_checkpoint_file(path)
+    ckpt["_path"] = str(path)
+    pre = Preprocessing.from_checkpoint(ckpt)
+    return build_model(ckpt, pre), pre, ckpt
+
+
+# ------------------------------------------------------------------ images
+
+
+def decode(path: Path, pre: Preprocessing) -> torch.Tensor:
+    """One image file as uint8 ``(C, H, W)`` exactly as the image-folder datasets decode it."""
+    height, width = pre.image_size
+    if height == width:
+        from runner.data.imagefolder import decode_image
+
+        return decode_image(path, height, pre.channels)[0]
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return pil_to_tensor(img, pre)
+
+
+def pil_to_tensor(img: Any, pre: Preprocessing) -> torch.Tensor:
+    """A PIL image → uint8 ``(C, H, W)``: colour mode, shorter side resize, centre crop."""
+    import numpy as np
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    height, width = pre.image_size
+    img = img.convert("RGB" if pre.channels == 3 else "L")
+    bilinear = InterpolationMode.BILINEAR
+    img = TF.resize(img, min(height, width), interpolation=bilinear, antialias=True)
+    img = TF.center_crop(img, [height, width])
+    arr = np.asarray(img, dtype=np.uint8)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def image_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded (recursively, image extensions only, sorted)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for dirpath, dirnames, names in os.walk(path, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                files += [
+                    Path(dirpath) / n for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)
+                ]
+        else:
+            files.append(path)
+    return files
+
+
+# ------------------------------------------------------------------ prediction
+
+
+@dataclass
+class Predictions:
+    """One row per predicted image, and ``(file, error)`` of every file that was skipped."""
+
+    table: pd.DataFrame
+    skipped: list[tuple[str, str]]
+
+
+class Predictor:
+    """A run's model and preprocessing on one device."""
+
+    def __init__(
+        self, model: torch.nn.Module, pre: Preprocessing, device: str | torch.device = "cpu"
+    ) -> None:
+        if pre.kind != "image":
+            raise RunnerError(
+                f"prediction from files needs an image run; this run's data is {pre.kind}"
+            )
+        self.device = _device(device)
+        self.model, self.pre = model.to(self.device).eval(), pre
+
+    @classmethod
+    def from_run(
+        cls, run: str | Path, which: str = "best", device: str | torch.device = "auto"
+    ) -> Predictor:
+        model, pre, _ = load_model(run, which)
+        return cls(model, pre, device)
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, C, H, W)`` at the run's image size → softmax probabilities (CPU)."""
+        expected = (self.pre.channels, *self.pre.image_size)
+        if tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"images of shape {tuple(images.shape[1:])}; this run expects {expected} uint8"
+            )
+        x = self.pre.normalise(images.to(self.device))
+        return torch.softmax(self.model(x).float(), dim=1).cpu()
+
+    def table(self, probs: torch.Tensor, files: Sequence[str], top_k: int) -> pd.DataFrame:
+        """Rows of file, predicted class, confidence and the top-k classes with probabilities."""
+        classes = self.pre.classes
+        k = max(1, min(top_k, len(classes)))
+        values, indices = probs.topk(k, dim=1)
+        frame = pd.DataFrame(
+            {
+                "file": list(files),
+                "predicted_class": [classes[i] for i in indices[:, 0].tolist()],
+                "confidence": values[:, 0].tolist(),
+            }
+        )
+        for j in range(k):
+            frame[f"top{j + 1}_class"] = [classes[i] for i in indices[:, j].tolist()]
+            frame[f"top{j + 1}_prob"] = values[:, j].tolist()
+        truth = [Path(f).parent.name if Path(f).parent.name in classes else None for f in files]
+        if any(t is not None for t in truth):
+            frame["true_class"] = truth
+            frame["correct"] = [
+                None if t is None else t == p for t, p in zip(truth, frame["predicted_class"])
+            ]
+        return frame
+
+    def predict_files(
+        self,
+        files: Iterable[str | Path],
+        batch_size: int = 64,
+        top_k: int = 3,
+        progress: bool | None = None,
+        workers: int = 4,
+    ) -> Predictions:
+        """Decode and classify ``files`` in batches; unreadable ones are skipped and listed.
+
+        ``progress``: None shows a tqdm bar only on a terminal, True always, False never.
+        """
+        from tqdm.auto import tqdm
+
+        files = [Path(f) for f in files]
+        frames, skipped = [], []
+        bar = tqdm(total=len(files), desc="predict", unit="img", disable=_tqdm_disable(progress))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, len(files), max(1, batch_size)):
+                chunk = files[start : start + batch_size]
+                decoded = list(pool.map(self._try_decode, chunk))
+                ok = [(f, x) for f, x in zip(chunk, decoded) if isinstance(x, torch.Tensor)]
+                skipped += [(str(f), x) for f, x in zip(chunk, decoded) if isinstance(x, str)]
+                if ok:
+                    probs = self.probabilities(torch.stack([x for _, x in ok]))
+                    frames.append(self.table(probs, [str(f) for f, _ in ok], top_k))
+                bar.update(len(chunk))
+        bar.close()
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return Predictions(table, skipped)
+
+    def _try_decode(self, path: Path) -> torch.Tensor | str:
+        if not path.is_file():
+            return "no such file"
+        try:
+            return decode(path, self.pre)
+        except Exception as err:  # PIL raises many types for bad files
+            return f"{type(err).__name__}: {err}"
+
+
+def _device(spec: str | torch.device) -> torch.device:
+    if isinstance(spec, torch.device):
+        return spec
+    from runner.runtime import resolve_device
+
+    return resolve_device(spec)
+
+
+def _tqdm_disable(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="runner-predict",
+        description="Classify images with a finished run's checkpoint; write a CSV.",
+    )
+    parser.add_argument("run_dir", help="a run directory (outputs/runs/...) or a checkpoint .pt")
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched deeply)")
+    parser.add_argument("--out", default="predictions.csv", help="CSV to write")
+    parser.add_argument("--top-k", type=int, default=3, help="classes listed per image")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument(
+        "--checkpoint", default="best", help="best | last | a path to a checkpoint file"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (0 ok, 1 nothing predicted, 2 error)."""
+    args = parse_args(argv)
+    try:
+        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.device)
+        files = image_files(args.inputs)
+        if not files:
+            raise RunnerError(f"no image files in {', '.join(args.inputs)}")
+        result = predictor.predict_files(
+            files, args.batch_size, args.top_k, progress=False if args.no_progress else None
+        )
+    except RunnerError as err:
+        print(f"runner-predict: error: {err}", file=sys.stderr)
+        return 2
+    return _write(result, Path(args.out))
+
+
+def _write(result: Predictions, out: Path) -> int:
+    from runner.io import write_csv
+
+    if result.skipped:
+        skipped_csv = out.with_name(f"{out.stem}_skipped.csv")
+        write_csv(skipped_csv, pd.DataFrame(result.skipped, columns=["file", "error"]))
+        lines = "\n".join(f"  {f}: {e}" for f, e in result.skipped[:20])
+        more = f"\n  ... and {len(result.skipped) - 20} more" if len(result.skipped) > 20 else ""
+        print(
+            f"runner-predict: skipped {len(result.skipped)} unreadable file(s) "
+            f"(listed in {skipped_csv}):\n{lines}{more}",
+            file=sys.stderr,
+        )
+    if result.table.empty:
+        print("runner-predict: no image could be read; nothing written", file=sys.stderr)
+        return 1
+    write_csv(out, result.table)
+    msg = f"wrote {len(result.table)} prediction(s) to {out}"
+    if "correct" in result.table:
+        known = result.table["correct"].dropna()
+        msg += f"; accuracy on the {len(known)} in class folders: {known.astype(bool).mean():.4f}"
+    print(msg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""``runner-verify RUN_DIR``: re-run a trained model's forward pass in pure NumPy and compare.
+
+Loads ``<run>/checkpoints/best.pt`` (``weights_only=True``) and the config saved in
+it, rebuilds the same split of the same data exactly as the runner does (same
+builder, seed and normalisation), runs the torch model and its NumPy twin from
+:mod:`runner.numpy_ref`, and writes ``<run>/verify.json``::
+
+    agreement           share of samples where both predict the same class (1.0 = all)
+    max_abs_logit_diff  largest |torch logit - NumPy logit| (torch float32, NumPy float64)
+    torch_macro_f1, numpy_macro_f1, f1_diff, torch_acc, numpy_acc, n, split, checkpoint, epoch
+
+Example: ``runner-verify outputs/runs/2024-..._bilstm_nusax_senti_ab12 --split test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from sklearn.metrics import f1_score
+
+from runner.errors import RunnerError
+
+SPLITS = ("train", "val", "test")
+
+
+def verify_run(
+    run_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 256,
+    checkpoint: str = "best",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Compare torch and NumPy forwards of ``run_dir``'s checkpoint on ``split``; write and
+    return the ``verify.json`` figures.
+
+    split: train | val | test. batch_size: samples per forward (bounds NumPy memory).
+    checkpoint: best | last (``checkpoints/<name>.pt``).
+    threads: CPU threads for torch and NumPy's BLAS; None = the run's trainer.num_threads
+    (0 = the cores this process may use).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from runner import build
+    from runner.data.loader import BatchLoader
+    from runner.engine import load_checkpoint_file, load_weights
+    from runner.io import write_json
+    from runner.numpy_ref import build_numpy_model
+    from runner.runtime import set_threads
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise RunnerError(
+            f"no checkpoint at {path}: pass a run directory written by `runner` with "
+            "trainer.checkpointing=true"
+        )
+    ckpt = load_checkpoint_file(path)
+    cfg = OmegaConf.create(ckpt["config"])
+    threads = set_threads(cfg.trainer.num_threads if threads is None else threads)
+    data = build.build_data(cfg)
+    model = build.build_model(cfg.model, data)
+    load_weights(model, ckpt["model"], path)
+    model.eval()
+    state = {k: v.detach().cpu().double().numpy() for k, v in ckpt["model"].items()}
+    extra = {"pad_idx": data.extra_model_kwargs["pad_idx"]} if data.kind == "text" else {}
+    twin = build_numpy_model(ckpt["config"]["model"], state, **extra)
+
+    loader = BatchLoader(getattr(data, split), batch_size, torch.device("cpu"), data)
+    torch_logits, numpy_logits, labels, seconds = [], [], [], {"torch": 0.0, "numpy": 0.0}
+    for x, y in loader:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            torch_logits.append(model(x).double().numpy())
+        seconds["torch"] += time.perf_counter() - start
+        start = time.perf_counter()
+        with threadpool_limits(limits=threads):
+            numpy_logits.append(twin(x.numpy()))
+        seconds["numpy"] += time.perf_counter() - start
+        labels.append(y.numpy())
+    t, n, y = (np.concatenate(a) for a in (torch_logits, numpy_logits, labels))
+    result = _compare(t, n, y)
+    result.update(
+        split=split,
+        checkpoint=str(path),
+        epoch=int(ckpt.get("epoch", 0)),
+        model=str(cfg.model._target_),
+        torch_seconds=round(seconds["torch"], 3),
+        numpy_seconds=round(seconds["numpy"], 3),
+    )
+    write_json(run_dir / "verify.json", result)
+    return result
+
+
+def _compare(torch_logits: np.ndarray, numpy_logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    tp, npred = torch_logits.argmax(1), numpy_logits.argmax(1)
+    torch_f1 = float(f1_score(y, tp, average="macro", zero_division=0)) if len(y) else float("nan")
+    numpy_f1 = (
+        float(f1_score(y, npred, average="macro", zero_division=0)) if len(y) else float("nan")
+    )
+    return {
+        "agreement": float((tp == npred).mean()) if len(y) else float("nan"),
+        "max_abs_logit_diff": float(np.abs(torch_logits - numpy_logits).max()) if len(y) else 0.0,
+        "torch_macro_f1": torch_f1,
+        "numpy_macro_f1": numpy_f1,
+        "f1_diff": abs(torch_f1 - numpy_f1),
+        "torch_acc": float((tp == y).mean()) if len(y) else float("nan"),
+        "numpy_acc": float((npred == y).mean()) if len(y) else float("nan"),
+        "n": int(len(y)),
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A short plain-text table of ``verify_run``'s figures."""
+    return "\n".join(
+        [
+            f"{result['model']} · {Path(result['checkpoint']).name} (epoch {result['epoch']}) · "
+            f"{result['split']} split, n={result['n']}",
+            f"{'':8}{'macro-F1':>10}{'accuracy':>10}{'seconds':>10}",
+            f"{'torch':8}{result['torch_macro_f1']:>10.4f}{result['torch_acc']:>10.4f}"
+            f"{result['torch_seconds']:>10.2f}",
+            f"{'numpy':8}{result['numpy_macro_f1']:>10.4f}{result['numpy_acc']:>10.4f}"
+            f"{result['numpy_seconds']:>10.2f}",
+            f"agreement {result['agreement']:.4f} · max |Δlogit| "
+            f"{result['max_abs_logit_diff']:.2e} · F1 difference {result['f1_diff']:.4f}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point ``runner-verify RUN_DIR [--split test] [--batch-size N]``."""
+    parser = argparse.ArgumentParser(
+        prog="runner-verify",
+        description="Check a run's model with a from-scratch NumPy forward pass "
+        "(writes <run>/verify.json).",
+    )
+    parser.add_argument("run_dir", type=Path, help="a run directory written by `runner`")
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the run's; 0 = all)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        result = verify_run(
+            args.run_dir, args.split, args.batch_size, args.checkpoint, args.threads
+        )
+    except (RunnerError, ValueError) as err:
+        print(f"runner-verify: {err}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    print(f"wrote {args.run_dir / 'verify.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Speed options: bf16 autocast, channels_last, 16-mixed + GradScaler, torch.compile.
+
+CPU tests run real short trainings; the CUDA ones are marked ``gpu`` and skip
+without a device (``pytest -m gpu`` on a GPU machine). The speed itself is
+measured by ``benchmarks/bench_train.py``, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runner import build
+from runner.engine import Trainer
+from runner.train import train
+from tests.conftest import ROOT, compose_cfg
+
+# One thread: on a shared 2-core machine two spinning OpenMP threads per process lose whole
+# time slices (10x slower runs); these tiny models gain nothing from a second thread.
+DIGITS = [
+    "trainer.num_threads=1",
+    "dataset=digits",
+    "diagnostics=off",
+    "trainer.max_epochs=6",
+    "trainer.early_stopping.enabled=false",
+    "trainer.device=cpu",
+]
+SYNTH = [
+    "trainer.num_threads=1",
+    "dataset=synthetic",
+    "dataset.num_samples=96",
+    "dataset.image_size=16",
+    "diagnostics=off",
+    "model.filters=[8,16]",
+    "model.fc_neurons=[32]",
+    "trainer.batch_size=16",
+    "trainer.max_epochs=2",
+    "trainer.early_stopping.enabled=false",
+]
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_bf16_channels_last_matches_fp32_on_digits(tmp_path):
+    """bf16 autocast + channels_last lands in fp32's accuracy band after the same epochs."""
+    fp32 = train(compose_cfg(DIGITS, tmp_path / "fp32"))
+    bf16 = train(
+        compose_cfg(
+            [*DIGITS, "trainer.precision=bf16", "trainer.channels_last=true"], tmp_path / "bf16"
+        )
+    )
+    assert fp32["status"] == bf16["status"] == "completed"
+    assert bf16["precision"] == "bf16"
+    assert fp32["test_acc"] > 0.9, fp32
+    assert abs(bf16["test_acc"] - fp32["test_acc"]) <= 0.04, (bf16["test_acc"], fp32["test_acc"])
+    assert abs(bf16["best_val_acc"] - fp32["best_val_acc"]) <= 0.04
+
+
+def test_bf16_channels_last_reach_the_step(tmp_path):
+    """The Trainer really trains channels_last weights on channels_last bf16-autocast batches."""
+    cfg = compose_cfg(
+        [*SYNTH, "trainer.device=cpu", "trainer.precision=bf16", "trainer.channels_last=true"],
+        tmp_path,
+    )
+    data = build.build_data(cfg)
+    model = build.build_model(cfg.model, data)
+    trainer = Trainer(cfg, model, data, torch.device("cpu"), tmp_path)
+    conv = trainer.model.features[0].conv
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x, y = next(iter(trainer.train_loader.epoch(1)))
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    with trainer.autocast:
+        assert trainer.forward_model(x).dtype == torch.bfloat16
+    loss, logits = trainer._step(x, y)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert conv.weight.dtype == torch.float32  # autocast: master weights stay fp32
+    assert not trainer.scaler.is_enabled()  # no GradScaler for bf16
+
+
+def test_cifar10_fast_preset_smoke(tmp_path):
+    """The fast CIFAR-10 recipe composes and trains on synthetic 32x32 data (CPU, bf16)."""
+    cfg = compose_cfg(
+        [
+            "+experiment=cifar10_fast",
+            "+debug=smoke",
+            "dataset.image_size=32",
+            "dataset.num_classes=10",
+            "dataset.num_samples=80",
+            "trainer.device=cpu",
+            "trainer.num_threads=1",
+        ],
+        tmp_path,
+    )
+    assert cfg.model.name == "resnet18" and cfg.model.zero_init_residual
+    assert cfg.scheduler.name == "onecycle" and cfg.optimizer.nesterov
+    t = cfg.trainer
+    assert (t.precision, t.channels_last, t.label_smoothing) == ("bf16", True, 0.1)
+    assert not t.early_stopping.enabled
+    summary = train(cfg)
+    assert summary["status"] == "completed", summary
+    assert summary["precision"] == "bf16"
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["images_per_second"] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 42])
+def test_stratified_split_matches_scikit_learn(seed):
+    """The runner's split equals train_test_split(stratify) twice (test, then validation),
+    so taking scikit-learn off the start-up path (it costs ~1 s) moves no image."""
+    from sklearn.model_selection import train_test_split
+
+    from runner.data.digits import stratified_split
+
+    rng = np.random.default_rng(seed)
+    for n, k, val, test in [(500, 7, 0.15, 0.15), (1797, 10, 0.2, 0.1), (333, 3, 0.1, 0.0)]:
+        y = np.where(rng.random(n) < 0.4, 0, rng.integers(0, k, n))  # imbalanced
+        idx = np.arange(n)
+        rest, want_test = (idx, idx[:0])
+        if test:
+            rest, want_test = train_test_split(idx, test_size=test, stratify=y, random_state=seed)
+        want_train, want_val = train_test_split(
+            rest, test_size=val / (1 - test), stratify=y[rest], random_state=seed
+        )
+        got = stratified_split(y, val, test, seed)
+        for g, w in zip(got, (want_train, want_val, want_test)):
+            np.testing.assert_array_equal(g, np.sort(w))
+
+
+def test_digits_pixels_are_scikit_learns():
+    from sklearn.datasets import load_digits as sk_digits
+
+    from runner.data.digits import load_digits
+
+    data = load_digits(val_fraction=0.0, test_fraction=0.0)
+    raw = sk_digits()
+    want = np.round(raw.images * (255.0 / 16.0)).astype(np.uint8)
+    np.testing.assert_array_equal(data.train.x[:, 0].numpy(), want)
+    np.testing.assert_array_equal(data.train.y.numpy(), raw.target)
+
+
+def test_bench_train_runs(tmp_path):
+    """benchmarks/bench_train.py end to end at a tiny size (guards it against bit-rot)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "bench.csv"
+    rows = bench_train.main(
+        [
+            "--models",
+            "custom_cnn",
+            "--repeats",
+            "1",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--progress-bar",
+            "false",
+            "--out",
+            str(out),
+        ]
+    )
+    assert out.is_file()
+    assert rows[0]["runner img/s"] > 0 and rows[0]["plain img/s"] > 0
+
+
+# ---------------------------------------------------------------------- CUDA
+
+
+def _gpu_run(tmp_path: Path, *overrides: str) -> dict:
+    summary = train(compose_cfg([*SYNTH, "trainer.device=cuda", *overrides], tmp_path))
+    assert summary["status"] == "completed", summary
+    assert summary["device"].startswith("cuda")
+    assert summary["best_val_acc"] > 0.25  # 4 classes
+    return summary
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_16_mixed_uses_grad_scaler(tmp_path):
+    cfg = compose_cfg([*SYNTH, "trainer.device=cuda", "trainer.precision=16-mixed"], tmp_path)
+    data = build.build_data(cfg)
+    trainer = Trainer(cfg, build.build_model(cfg.model, data), data, torch.device("cuda"), tmp_path)
+    assert trainer.scaler.is_enabled()
+    x, y = next(iter(trainer.train_loader.epoch(1)))
+    with trainer.autocast:
+        assert trainer.forward_model(x).dtype == torch.float16
+    loss, _ = trainer._step(x, y)
+    assert torch.isfinite(loss) and trainer.scaler.get_scale() > 0
+    _gpu_run(tmp_path / "run", "trainer.precision=16-mixed")
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.skipif(
+    torch.cuda.is_available() and not torch.cuda.is_bf16_supported(), reason="GPU lacks bf16"
+)
+def test_gpu_bf16(tmp_path):
+    assert _gpu_run(tmp_path, "trainer.precision=bf16")["precision"] == "bf16"
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_channels_last(tmp_path):
+    _gpu_run(tmp_path, "trainer.channels_last=true", "trainer.precision=bf16")
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_compile(tmp_path):
+    _gpu_run(tmp_path, "trainer.compile=true")
