@@ -38,8 +38,12 @@ def _cell(value: Any, floatfmt: str) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
     return "" if value is None else str(value)
 
 
@@ -118,12 +122,12 @@ def render(
     if cfg.get("notes"):
         out += [f"> {cfg.notes}", ""]
     out += [f"**Outcome:** {status} — {STATUS_WORDS.get(status, status)}."]
-    if _outcome(summary):
-        out += ["", _outcome(summary)]
     if summary.get("stop_reason"):
         out += [f"*{summary['stop_reason']}*"]
     if summary.get("error"):
         out += ["", "```", str(summary["error"]), "```"]
+    if _outcome(summary):
+        out += ["", _outcome(summary)]
     keys = [
         "best_epoch",
         "best_val_acc",

@@ -195,7 +195,10 @@ def test_text_run_skips_image_figures(tmp_path):
     splits = [Split(x[i::3], y[i::3]) for i in range(3)]
     data = DataBundle("toy_text", ["neg", "neu", "pos"], *splits, kind="text")
     data.extra_model_kwargs = {"vocab_size": 50, "pad_idx": 0}
-    cfg = compose_cfg(["model=lstm", "trainer.max_epochs=2", "diagnostics.interval=1"], tmp_path)
+    full = ["diagnostics.figures=true", "diagnostics.evaluation=true"]  # whatever conftest says
+    cfg = compose_cfg(
+        ["model=lstm", "trainer.max_epochs=2", "diagnostics.interval=1", *full], tmp_path
+    )
     summary = fit(cfg, data=data)
     assert summary["status"] == "completed"
     assert (tmp_path / "eval/roc_curves.png").is_file()

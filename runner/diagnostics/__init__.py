@@ -6,9 +6,25 @@
   adds its findings to ``summary["diagnoses"]`` and its sections to ``report.md``;
 - :func:`build_callbacks` makes it from ``cfg.diagnostics`` (``conf/diagnostics/``);
 - :func:`runner.diagnostics.rules.sweep_diagnoses` judges a sweep's runs (degradation).
+
+The names are imported lazily, so registering the config schema
+(:mod:`runner.diagnostics.schema`) stays cheap.
 """
 
-from runner.diagnostics.callback import DiagnosticsCallback, build_callbacks
-from runner.diagnostics.rules import diagnose, sweep_diagnoses
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["DiagnosticsCallback", "build_callbacks", "diagnose", "sweep_diagnoses"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("DiagnosticsCallback", "build_callbacks"):
+        from runner.diagnostics import callback
+
+        return getattr(callback, name)
+    if name in ("diagnose", "sweep_diagnoses"):
+        from runner.diagnostics import rules
+
+        return getattr(rules, name)
+    raise AttributeError(f"module 'runner.diagnostics' has no attribute {name!r}")

@@ -40,13 +40,8 @@ class DiagnosticsCallback(TrainingRecorder):
         check(conf)
         super().__init__(conf.interval, conf.probe_size, conf.weight_histograms, seed)
         self.conf, self.run_dir = conf, Path(run_dir)
-        self.act_start: dict[str, np.ndarray] = {}
+        self.start_sample_values = HIST_VALUES if conf.figures else 0
         self.failures: list[str] = []
-
-    def on_fit_start(self, trainer: Any) -> None:
-        super().on_fit_start(trainer)
-        if self.probe_batches and self.conf.figures:
-            _, self.act_start = probe(trainer.model, self.probe_batches, HIST_VALUES)
 
     # ------------------------------------------------------------------ after the test
     def on_summary(self, trainer: Any, summary: dict[str, Any]) -> None:
@@ -118,7 +113,8 @@ class DiagnosticsCallback(TrainingRecorder):
         )
         from runner.evaluate import evaluate_logits
 
-        logits, y = trainer.predict(loader)
+        cached = getattr(trainer, "test_logits", None)  # set by finish() where it keeps them
+        logits, y = cached if cached is not None else trainer.predict(loader)
         result = evaluate_logits(logits, y, list(data.classes))
         proba = torch.softmax(logits, 1).numpy()
         return loader, proba, y.numpy(), result.report

@@ -112,16 +112,25 @@ def plot_activations(activations: pd.DataFrame, path: Path, max_layers: int = 12
     x = np.arange(len(order))
     width = 0.4
     ax = axes[0]
-    ax.bar(
-        x - width / 2,
-        100 * start["dead_share"],
-        width,
-        color="0.65",
-        label=f"epoch {first} (start)",
-    )
-    ax.bar(
-        x + width / 2, 100 * end["dead_share"], width, color="tab:red", label=f"epoch {last} (end)"
-    )
+    bars = [
+        ax.bar(
+            x - width / 2,
+            100 * start["dead_share"],
+            width,
+            color="0.65",
+            label=f"epoch {first} (start)",
+        ),
+        ax.bar(
+            x + width / 2,
+            100 * end["dead_share"],
+            width,
+            color="tab:red",
+            label=f"epoch {last} (end)",
+        ),
+    ]
+    if len(order) <= 16:  # numbers on the bars: a 0 % layer is visibly measured, not missing
+        for container in bars:
+            ax.bar_label(container, fmt="%.0f%%", fontsize=7, padding=1)
     _layer_axis(ax, labels)
     ax.set_ylim(0, 105)
     ax.set_ylabel("dead units (%): never positive on the probe images")

@@ -64,6 +64,8 @@ class TrainingRecorder(Callback):
         self.weights_start: dict[str, np.ndarray] = {}
         self._weight_idx: dict[str, torch.Tensor] = {}
         self.probe_batches: list[torch.Tensor] = []
+        self.start_sample_values = 0  # activation values kept per layer from the first probe
+        self.act_start: dict[str, np.ndarray] = {}  # ... for the start-vs-end histograms
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: Any) -> None:
@@ -76,7 +78,7 @@ class TrainingRecorder(Callback):
         self._record_weights(trainer.state.epoch)
         if self.weight_histograms:
             self._sample_start_weights()
-        self._probe(trainer, trainer.state.epoch)
+        self.act_start = self._probe(trainer, trainer.state.epoch, self.start_sample_values)
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         self.epoch = epoch
@@ -205,11 +207,12 @@ class TrainingRecorder(Callback):
         )
         return [x for x, _ in loader.epoch()]
 
-    def _probe(self, trainer: Any, epoch: int) -> None:
+    def _probe(self, trainer: Any, epoch: int, sample_values: int = 0) -> dict[str, np.ndarray]:
         if not self.probe_batches:
-            return
-        rows, _ = probe(trainer.model, self.probe_batches)
+            return {}
+        rows, samples = probe(trainer.model, self.probe_batches, sample_values)
         self.activation_rows += [{"epoch": epoch, **r} for r in rows]
+        return samples
 
     @torch.no_grad()
     def _record_weights(self, epoch: int) -> None:

@@ -360,10 +360,8 @@ def weak_class(c: Any, report: pd.DataFrame | None) -> list[dict[str, Any]]:
             )
         else:  # separable (AUC fine) but rarely chosen: a threshold / training-time matter
             severity = "info"
-            message = (
-                f"Class {row['class']!r} is ranked well but picked too rarely or too often: "
-                f"{numbers}."
-            )
+            how = "too rarely" if row["recall"] < row["precision"] else "too often"
+            message = f"Class {row['class']!r} is ranked well but predicted {how}: {numbers}."
             advice = (
                 "Its scores separate it from the rest, so the model is close: train longer, or "
                 "balance the classes (trainer.class_weights=balanced); see the confusion matrix "
