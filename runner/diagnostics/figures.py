@@ -29,6 +29,23 @@ def pick_layers(layers: list[str], limit: int) -> list[str]:
     return [layers[i] for i in idx]
 
 
+MANY_LAYERS = 12  # above this, per-layer panels get the full figure width (stacked)
+
+
+def _panels(plt, n_layers: int, count: int, per_layer: int, height: float = 5.2):
+    """``count`` panels side by side, or stacked at full width when the first
+    ``per_layer`` panels have a per-layer axis with many layers (readable tick labels)."""
+    if n_layers <= MANY_LAYERS:
+        fig, axes = plt.subplots(1, count, figsize=(5.4 * count, height))
+        return fig, list(np.atleast_1d(axes))
+    width = min(24.0, max(14.0, 0.32 * n_layers))
+    ratios = [1.25] * per_layer + [1.0] * (count - per_layer)
+    fig, axes = plt.subplots(
+        count, 1, figsize=(width, 4.2 * count + 0.8), gridspec_kw={"height_ratios": ratios}
+    )
+    return fig, list(np.atleast_1d(axes))
+
+
 def _layer_axis(ax, names: list[str]) -> None:
     ax.set_xticks(range(len(names)))
     rotate = 0 if max((len(n) for n in names), default=0) * len(names) < 60 else 60
@@ -48,7 +65,7 @@ def plot_gradient_flow(
         return None
     plt = _plt()
     order = g.drop_duplicates("index").sort_values("index")["layer"].tolist()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, axes = _panels(plt, len(order), 2, 1)
     ax = axes[0]
     epochs = sorted(g["epoch"].unique())
     shown = [epochs[0]] if len(epochs) == 1 else [epochs[0], epochs[-1]]
@@ -102,13 +119,14 @@ def plot_activations(activations: pd.DataFrame, path: Path, max_layers: int = 12
     activations = activations.drop_duplicates(["epoch", "layer"], keep="last")
     plt = _plt()
     order = activations.drop_duplicates("layer")["layer"].tolist()
-    labels = [
-        f"{n} ({k})" for n, k in activations.drop_duplicates("layer")[["layer", "kind"]].to_numpy()
-    ]
+    kinds = activations.drop_duplicates("layer")["kind"].tolist()
+    same = len(set(kinds)) == 1  # one kind: say it once in the titles, not on every tick
+    labels = order if same else [f"{n} ({k})" for n, k in zip(order, kinds)]
+    kind_words = f" ({kinds[0]})" if same else ""
     first, last = activations["epoch"].min(), activations["epoch"].max()
     start = activations[activations["epoch"] == first].set_index("layer").reindex(order)
     end = activations[activations["epoch"] == last].set_index("layer").reindex(order)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
+    fig, axes = _panels(plt, len(order), 3, 2)
     x = np.arange(len(order))
     width = 0.4
     ax = axes[0]
@@ -134,7 +152,7 @@ def plot_activations(activations: pd.DataFrame, path: Path, max_layers: int = 12
     _layer_axis(ax, labels)
     ax.set_ylim(0, 105)
     ax.set_ylabel("dead units (%): never positive on the probe images")
-    ax.set_title("dead units per activation layer")
+    ax.set_title(f"dead units per activation layer{kind_words}")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=9)
     ax = axes[1]

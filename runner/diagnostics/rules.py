@@ -59,7 +59,7 @@ def _pct(value: float) -> str:
 # ----------------------------------------------------------------------------- curves
 def overfitting(c: Any, history: pd.DataFrame) -> list[dict[str, Any]]:
     """Train/val accuracy gap at the last epoch, or validation loss rising after its minimum."""
-    if not c.enabled or len(history) < 2 or history["val_loss"].isna().all():
+    if not c.enabled or len(history) < max(2, c.min_epochs) or history["val_loss"].isna().all():
         return []
     last = history.iloc[-1]
     gap = float(last["train_acc"] - last["val_acc"])

@@ -15,6 +15,7 @@ class OverfittingConf:
     acc_gap: float = 0.10  # train acc − val acc at the last epoch (fraction, 0.10 = 10 points)
     val_loss_rise: float = 0.10  # last val loss above its minimum by this fraction of the minimum
     min_epochs_after_min: int = 3  # ... and the minimum at least this many epochs before the end
+    min_epochs: int = 3  # shorter runs are not judged (BatchNorm statistics still settling)
 
 
 @dataclass
