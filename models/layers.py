@@ -79,7 +79,7 @@ INITS = ("default", "kaiming", "xavier", "orthogonal")
 
 def init_weights(model: nn.Module, scheme: str = "default", activation: str = "relu") -> None:
     """Re-initialise conv and linear weights: default (PyTorch's) | kaiming | xavier |
-    orthogonal. Biases go to zero; BatchNorm to weight 1, bias 0."""
+    orthogonal. Biases of conv and linear layers go to zero; BatchNorm is left as built."""
     if scheme not in INITS:
         raise ValueError(f"unknown init {scheme!r}; valid names: {', '.join(INITS)}")
     if scheme == "default":
