@@ -218,3 +218,31 @@ def test_gpu_channels_last(tmp_path):
 @cuda
 def test_gpu_compile(tmp_path):
     _gpu_run(tmp_path, "trainer.compile=true")
+
+
+def test_start_path_imports_no_heavy_optional_package():
+    """Composing the default config, building digits, the model and the trainer (all that
+    happens before the first step) imports neither scikit-learn nor matplotlib: each
+    costs about a second of start-up (issue 8), and both are needed only after training."""
+    import subprocess
+
+    code = (
+        "import sys, tempfile, pathlib\n"
+        "from runner import build\n"
+        "from runner.engine import Trainer\n"
+        "from tests.conftest import compose_cfg\n"
+        "cfg = compose_cfg(['trainer.max_epochs=1'])\n"
+        "data = build.build_data(cfg)\n"
+        "model = build.build_model(cfg.model, data)\n"
+        "import torch\n"
+        "run_dir = pathlib.Path(tempfile.mkdtemp())\n"
+        "Trainer(cfg, model, data, torch.device('cpu'), run_dir, [])\n"
+        "heavy = [m for m in ('sklearn', 'matplotlib', 'captum', 'optuna') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print(len(data.train), len(data.val), len(data.test))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1257", "270", "270"]

@@ -9,7 +9,6 @@ normalises whole batches there.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
@@ -99,7 +98,7 @@ class BatchLoader:
         return x
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of one epoch (shuffled with a generator fixed by seed and epoch when training)."""
+        """Batches of one epoch (training: shuffled by a generator fixed by seed and epoch)."""
         g = self._generator(epoch) if self.train else None
         n = len(self.y)
         order = torch.randperm(n, device=self.device, generator=g) if self.train else None

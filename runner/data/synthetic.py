@@ -1,10 +1,9 @@
-"""Generated images for smoke runs: learnable class patterns plus noise, any size/channels/classes."""
+"""Generated images for smoke runs: learnable class patterns plus noise, any shape."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from runner.data.base import DataBundle
@@ -28,7 +27,9 @@ def load_synthetic(
     """Each class has a fixed random low-frequency template; samples add noise to it."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, channels, 4, 4, generator=g)
-    templates = torch.nn.functional.interpolate(coarse, size=(image_size, image_size), mode="bilinear")
+    templates = torch.nn.functional.interpolate(
+        coarse, size=(image_size, image_size), mode="bilinear"
+    )
     y = torch.arange(num_samples) % num_classes
     noise = torch.randn(num_samples, channels, image_size, image_size, generator=g) * 0.15
     x = ((templates[y] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
