@@ -69,13 +69,15 @@ class Trainer:
         self.channels_last = bool(t.channels_last) and data.kind == "image"
         memory = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(device, memory_format=memory)
+        _set_batchnorm(self.model, t.bn_momentum, t.bn_eps)
+        self.tta_flip = t.tta == "flip" and data.kind == "image"
         from runner.distributed import wrap  # issue 10: DistributedDataParallel under torchrun
 
         wrapped = wrap(self.model, device)
         self.forward_model = torch.compile(wrapped) if t.compile else wrapped
         self.train_loader = self._loader(data.train, t.batch_size, True, t.limit_train_batches)
         self.val_loader = self._loader(data.val, t.eval_batch_size, False, t.limit_eval_batches)
-        self.optimizer = build.build_optimizer(cfg.optimizer, self.model)
+        self.optimizer = build.build_optimizer(cfg.optimizer, self.model, t.optimizer_impl)
         steps = len(self.train_loader)
         self.scheduler = build.build_scheduler(cfg.scheduler, self.optimizer, t.max_epochs, steps)
         self.step_interval = cfg.scheduler.interval == "step"
@@ -99,6 +101,8 @@ class Trainer:
         self.last_lr = self.optimizer.param_groups[0]["lr"]  # lr of the latest step
         self.interrupted = False
         self.ckpt_dir = run_dir / "checkpoints"
+        # test logits of the best weights, kept by train.finish() for the diagnostics
+        self.test_logits: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ set-up
     def _loader(self, split, batch_size: int, train: bool, limit: int) -> BatchLoader:
@@ -265,13 +269,19 @@ class Trainer:
 
     @torch.inference_mode()
     def predict(self, loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (float32, CPU) and labels of every batch of ``loader``."""
+        """Logits (float32, CPU) and labels of every batch of ``loader``.
+
+        With ``trainer.tta=flip`` (images) the logits are the mean of each image's and
+        its left-right mirror's: test-time augmentation, for validation and test alike.
+        """
         self.model.eval()
         logits, labels = [], []
         for x, y in loader.epoch():
             with self.autocast:
-                out = self.forward_model(x)
-            logits.append(out.float())
+                out = self.forward_model(x).float()
+                if self.tta_flip:
+                    out = (out + self.forward_model(x.flip(-1)).float()) / 2
+            logits.append(out)
             labels.append(y)
         if not logits:
             return torch.zeros(0, self.data.num_classes), torch.zeros(0, dtype=torch.long)
@@ -488,3 +498,19 @@ class _SignalCatcher:
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def _set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | None) -> None:
+    """Override every BatchNorm layer's ``momentum``/``eps`` (``None`` keeps the model's).
+
+    Fast-training recipes use heavier running-statistics updates than torch's 0.1 (airbench:
+    0.4 in torch's convention) so the statistics keep up with few, large steps.
+    """
+    if momentum is None and eps is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if momentum is not None:
+                module.momentum = float(momentum)
+            if eps is not None:
+                module.eps = float(eps)

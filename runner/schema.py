@@ -51,6 +51,11 @@ class TrainerConf:
     progress_bar: Any = "auto"  # auto (only on a terminal) | true | false
     log_every_n_steps: int = 50
     divergence_check: bool = True
+    # speed and fast-training options (issue 8)
+    optimizer_impl: str = "auto"  # auto (fused where torch has it) | fused | foreach | for_loop
+    tta: str = "none"  # none | flip: evaluate on each image and its mirror, average the logits
+    bn_momentum: float | None = None  # null = the model's; torch convention (0.1 default)
+    bn_eps: float | None = None  # null = the model's (1e-5)
 
 
 # ---------------------------------------------------------------- optimizers
@@ -204,7 +209,7 @@ class ResNetConf(ModelConf):
 
     _target_: str = "models.resnet.ResNet"
     name: str = "resnet18"
-    depth: int = 18  # 18 | 34 (| 50, bottleneck)
+    depth: int = 18  # 18 | 34 (BasicBlock) | 50 | 101 | 152 (Bottleneck)
     shortcut: bool = True  # false = plain net, no identity/projection path
     attention: str = "none"  # none | se
     se_reduction: int = 16

@@ -90,6 +90,7 @@ def finish(trainer: Trainer, status: str, info: dict[str, Any]) -> dict[str, Any
     result = None
     if len(trainer.data.test) and st.history:
         logits, y = trainer.predict(test_loader)
+        trainer.test_logits = (logits, y)  # diagnostics reuse them: no second test pass
         result = evaluate.evaluate_logits(logits, y, trainer.data.classes)
         write_csv(run_dir / "eval" / "classification_report.csv", result.report)
         write_csv(run_dir / "eval" / "confusion_matrix.csv", result.confusion, index=True)
@@ -195,7 +196,11 @@ def _write_data_files(run_dir: Path, data: DataBundle) -> None:
     frame = pd.DataFrame({"class": data.classes, **counts})
     write_csv(run_dir / "class_counts.csv", frame)
     log.info(
-        "splits: train %d, val %d, test %d images", len(data.train), len(data.val), len(data.test)
+        "splits: train %d, val %d, test %d %s",
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        "texts" if data.kind == "text" else "images",
     )
     for name, content in data.artifacts.items():
         path = run_dir / name

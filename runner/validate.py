@@ -9,6 +9,8 @@ from omegaconf import DictConfig
 from runner.errors import ConfigError
 
 PRECISIONS = ("32", "bf16", "16-mixed")
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for_loop")
+TTAS = ("none", "flip")
 MONITORS = ("val_loss", "val_acc", "val_macro_f1", "train_loss", "train_acc")
 
 
@@ -73,6 +75,29 @@ def validate(cfg: DictConfig) -> None:
         "trainer.class_weights",
         t.class_weights,
         "use null, balanced or a list of per-class weights",
+    )
+    _check(
+        t.optimizer_impl in OPTIMIZER_IMPLS,
+        "trainer.optimizer_impl",
+        t.optimizer_impl,
+        f"valid values: {', '.join(OPTIMIZER_IMPLS)}",
+    )
+    if t.optimizer_impl == "fused":
+        from runner.build import check_fused
+
+        check_fused(cfg.optimizer._target_)
+    _check(t.tta in TTAS, "trainer.tta", t.tta, f"valid values: {', '.join(TTAS)}")
+    _check(
+        t.bn_momentum is None or 0 <= t.bn_momentum <= 1,
+        "trainer.bn_momentum",
+        t.bn_momentum,
+        "must be null (keep the model's) or in [0, 1] (torch convention: weight of the new batch)",
+    )
+    _check(
+        t.bn_eps is None or t.bn_eps > 0,
+        "trainer.bn_eps",
+        t.bn_eps,
+        "must be null (keep the model's) or > 0",
     )
     _validate_optimizer(cfg.optimizer)
     _validate_scheduler(cfg.scheduler)

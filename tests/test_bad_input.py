@@ -58,6 +58,11 @@ CASES = [
     (["optimizer=sgd", "optimizer.momentum=1.5"], "momentum"),
     (["scheduler.warmup_epochs=-1"], "warmup_epochs"),
     (["trainer.label_smoothing=1.0"], "label_smoothing"),
+    (["trainer.tta=mirror"], "trainer.tta"),
+    (["trainer.optimizer_impl=fast"], "optimizer_impl"),
+    (["optimizer=rmsprop", "trainer.optimizer_impl=fused"], "no fused kernel"),
+    (["trainer.bn_momentum=2"], "bn_momentum"),
+    (["trainer.bn_eps=0"], "bn_eps"),
     (["model.filters=[]"], "filters"),
     (["trainer.monitor=val_auc"], "trainer.monitor"),
     (["model.filters=[4,4,4,4,4]", "model.padding=valid", "model.kernel_size=3"], "too small"),
@@ -71,7 +76,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> list[dict]:
-    """All cases through ``runner.cli.main()`` in one subprocess (one start-up, not 39)."""
+    """All cases through ``runner.cli.main()`` in one subprocess (one start-up for all of them)."""
     root = tmp_path_factory.mktemp("bad")
     cases = []
     for overrides, _ in CASES:

@@ -19,6 +19,7 @@ from runner import build
 from runner.engine import Trainer
 from runner.train import train
 from tests.conftest import ROOT, compose_cfg
+from tests.test_datasets import write_cifar
 
 # One thread: on a shared 2-core machine two spinning OpenMP threads per process lose whole
 # time slices (10x slower runs); these tiny models gain nothing from a second thread.
@@ -82,30 +83,73 @@ def test_bf16_channels_last_reach_the_step(tmp_path):
     assert not trainer.scaler.is_enabled()  # no GradScaler for bf16
 
 
-def test_cifar10_fast_preset_smoke(tmp_path):
-    """The fast CIFAR-10 recipe composes and trains on synthetic 32x32 data (CPU, bf16)."""
+def test_cifar10_fast_preset_trains_on_cifar_batches(tmp_path):
+    """The fast CIFAR-10 recipe (bf16, channels_last, one-cycle, label smoothing, flip TTA,
+    fused SGD) trains on real CIFAR-10 pickle batches and learns their classes."""
+    write_cifar(tmp_path / "data", per_batch=60)  # 300 train (50 held for val), 60 test
     cfg = compose_cfg(
         [
             "+experiment=cifar10_fast",
-            "+debug=smoke",
-            "dataset.image_size=32",
-            "dataset.num_classes=10",
-            "dataset.num_samples=80",
+            f"dataset.root={tmp_path / 'data'}",
+            "dataset.val_size=50",
+            "trainer.max_epochs=3",
+            "trainer.batch_size=25",  # the preset's 512 would be one step per epoch here
+            "optimizer.lr=0.1",
+            "diagnostics=off",
+            # the fixture's classes are 3-pixel stripes: a 4-pixel crop shift mixes them up
+            "dataset.augment.crop_padding=0",
             "trainer.device=cpu",
             "trainer.num_threads=1",
         ],
-        tmp_path,
+        tmp_path / "run",
     )
     assert cfg.model.name == "resnet18" and cfg.model.zero_init_residual
     assert cfg.scheduler.name == "onecycle" and cfg.optimizer.nesterov
     t = cfg.trainer
-    assert (t.precision, t.channels_last, t.label_smoothing) == ("bf16", True, 0.1)
+    assert (t.precision, t.channels_last, t.label_smoothing, t.tta) == ("bf16", True, 0.1, "flip")
     assert not t.early_stopping.enabled
     summary = train(cfg)
     assert summary["status"] == "completed", summary
     assert summary["precision"] == "bf16"
-    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["test_acc"] >= 0.8, summary  # 10 classes: chance is 0.1; seeds 1/7/42: 0.9-1
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["images_per_second"] > 0
+
+
+def _digits_trainer(tmp_path, *overrides: str) -> Trainer:
+    cfg = compose_cfg([*DIGITS, *overrides], tmp_path)
+    data = build.build_data(cfg)
+    return Trainer(cfg, build.build_model(cfg.model, data), data, torch.device("cpu"), tmp_path)
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(tmp_path):
+    trainer = _digits_trainer(tmp_path, "trainer.tta=flip")
+    plain = _digits_trainer(tmp_path, "trainer.tta=none")
+    plain.model.load_state_dict(trainer.model.state_dict())
+    logits, y = trainer.predict(trainer.val_loader)
+    x = torch.cat([xb for xb, _ in trainer.val_loader.epoch()])
+    model = plain.model.eval()
+    with torch.no_grad():
+        want = (model(x) + model(x.flip(-1))) / 2
+    torch.testing.assert_close(logits, want, rtol=1e-5, atol=1e-5)
+    plain_logits, _ = plain.predict(plain.val_loader)
+    assert not torch.allclose(plain_logits, logits)  # digits are not mirror-symmetric
+
+
+def test_optimizer_kernel_and_batchnorm_options(tmp_path):
+    from runner.errors import ConfigError
+
+    auto = _digits_trainer(tmp_path)  # SGD on CPU: fused by default
+    assert auto.optimizer.defaults["fused"] is True
+    loop = _digits_trainer(tmp_path, "trainer.optimizer_impl=for_loop")
+    assert not loop.optimizer.defaults["fused"] and loop.optimizer.defaults["foreach"] is False
+    rms = _digits_trainer(tmp_path, "optimizer=rmsprop")  # no fused RMSprop: torch's default
+    assert not rms.optimizer.defaults.get("fused")
+    with pytest.raises(ConfigError, match="no fused kernel"):
+        _digits_trainer(tmp_path, "optimizer=rmsprop", "trainer.optimizer_impl=fused")
+    bn = _digits_trainer(tmp_path, "trainer.bn_momentum=0.4", "trainer.bn_eps=1e-12")
+    norms = [m for m in bn.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.4 and m.eps == 1e-12 for m in norms)
 
 
 @pytest.mark.parametrize("seed", [0, 42])
