@@ -19,6 +19,7 @@ from runner import build
 from runner.callbacks import Callback
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
+from runner.ema import WeightEMA
 from runner.errors import CheckpointError
 from runner.io import save_torch
 from runner.runtime import rng_state, set_rng_state
@@ -78,6 +79,7 @@ class Trainer:
         self.train_loader = self._loader(data.train, t.batch_size, True, t.limit_train_batches)
         self.val_loader = self._loader(data.val, t.eval_batch_size, False, t.limit_eval_batches)
         self.optimizer = build.build_optimizer(cfg.optimizer, self.model, t.optimizer_impl)
+        self.ema = WeightEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
         steps = len(self.train_loader)
         self.scheduler = build.build_scheduler(cfg.scheduler, self.optimizer, t.max_epochs, steps)
         self.step_interval = cfg.scheduler.interval == "step"
@@ -262,6 +264,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.warmup.restore()
+        if self.ema is not None:
+            self.ema.update(self.state.global_step)
         self.state.global_step += 1
         if self.scheduler is not None and self.step_interval:
             self.scheduler.step()
@@ -273,14 +277,16 @@ class Trainer:
 
         With ``trainer.tta=flip`` (images) the logits are the mean of each image's and
         its left-right mirror's: test-time augmentation, for validation and test alike.
+        With ``trainer.ema_decay`` the moving average of the weights is evaluated.
         """
         self.model.eval()
+        model = self.ema.module if self.ema is not None else self.forward_model
         logits, labels = [], []
         for x, y in loader.epoch():
             with self.autocast:
-                out = self.forward_model(x).float()
+                out = model(x).float()
                 if self.tta_flip:
-                    out = (out + self.forward_model(x.flip(-1)).float()) / 2
+                    out = (out + model(x.flip(-1)).float()) / 2
             logits.append(out)
             labels.append(y)
         if not logits:
@@ -321,7 +327,8 @@ class Trainer:
                 self.save_checkpoint("best.pt")
             self.save_checkpoint("last.pt")
         elif improved:
-            self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            weights = self.evaluated_model().state_dict()
+            self._best_weights = {k: v.detach().clone() for k, v in weights.items()}
         return stop
 
     def _early_stop(self, row: dict[str, float]) -> bool:
@@ -343,9 +350,17 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------ checkpoints
+    def evaluated_model(self) -> torch.nn.Module:
+        """The weights validation and test see: the EMA copy if ``trainer.ema_decay``."""
+        return self.ema.module if self.ema is not None else self.model
+
     def checkpoint(self) -> dict[str, Any]:
+        """``model`` holds the evaluated weights (what predict/export load); with EMA the
+        trained ones are kept as ``train_model`` for resuming."""
+        extra = {"train_model": self.model.state_dict()} if self.ema is not None else {}
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated_model().state_dict(),
+            **extra,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
@@ -374,7 +389,9 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, loop state and RNGs from ``path``."""
         ckpt = load_checkpoint_file(path)
-        load_weights(self.model, ckpt["model"], path)
+        load_weights(self.model, ckpt.get("train_model", ckpt["model"]), path)
+        if self.ema is not None:  # a checkpoint without EMA starts the average at its weights
+            load_weights(self.ema.module, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -386,10 +403,14 @@ class Trainer:
     def load_best_weights(self) -> int:
         """Put the best epoch's weights in the model; return that epoch."""
         best = self.ckpt_dir / "best.pt"
+        weights = None
         if self.t.checkpointing and best.exists():
-            load_weights(self.model, load_checkpoint_file(best)["model"], best)
+            weights = load_checkpoint_file(best)["model"]
         elif getattr(self, "_best_weights", None) is not None:
-            self.model.load_state_dict(self._best_weights)
+            weights = self._best_weights
+        if weights is not None:
+            for model in {self.model, self.evaluated_model()}:
+                load_weights(model, weights, best)
         return self.state.best_epoch
 
     def _notify(self, hook: str, **kwargs: Any) -> None:

@@ -56,6 +56,7 @@ class TrainerConf:
     tta: str = "none"  # none | flip: evaluate on each image and its mirror, average the logits
     bn_momentum: float | None = None  # null = the model's; torch convention (0.1 default)
     bn_eps: float | None = None  # null = the model's (1e-5)
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999: evaluate a moving average of the weights
 
 
 # ---------------------------------------------------------------- optimizers

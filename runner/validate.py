@@ -86,6 +86,12 @@ def validate(cfg: DictConfig) -> None:
         from runner.build import check_fused
 
         check_fused(cfg.optimizer._target_)
+    _check(
+        0 <= t.ema_decay < 1,
+        "trainer.ema_decay",
+        t.ema_decay,
+        "must be in [0, 1): 0 = off, e.g. 0.999 for an average over the last ~1000 steps",
+    )
     _check(t.tta in TTAS, "trainer.tta", t.tta, f"valid values: {', '.join(TTAS)}")
     _check(
         t.bn_momentum is None or 0 <= t.bn_momentum <= 1,

@@ -63,6 +63,7 @@ CASES = [
     (["optimizer=rmsprop", "trainer.optimizer_impl=fused"], "no fused kernel"),
     (["trainer.bn_momentum=2"], "bn_momentum"),
     (["trainer.bn_eps=0"], "bn_eps"),
+    (["trainer.ema_decay=1"], "ema_decay"),
     (["model.filters=[]"], "filters"),
     (["trainer.monitor=val_auc"], "trainer.monitor"),
     (["model.filters=[4,4,4,4,4]", "model.padding=valid", "model.kernel_size=3"], "too small"),

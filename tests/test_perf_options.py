@@ -290,3 +290,59 @@ def test_start_path_imports_no_heavy_optional_package():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1257", "270", "270"]
+
+
+def test_weight_ema_follows_the_documented_update():
+    from runner.ema import WeightEMA
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(model, decay=0.99)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    for step in range(30):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(8, 3))  # moves the BatchNorm running statistics
+        ema.update(step)
+        d = min(0.99, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            want[k] = d * want[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+    got = ema.module.state_dict()
+    for k, v in want.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6)
+    assert got["1.num_batches_tracked"] == 30
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_is_evaluated_checkpointed_and_resumes_exactly(tmp_path):
+    """With trainer.ema_decay the average is what validation/test see and what best.pt's
+    ``model`` holds; a run stopped after 2 epochs and resumed to 3 matches an
+    uninterrupted 3-epoch run."""
+    from runner.engine import load_checkpoint_file
+
+    ema = [*DIGITS, "trainer.ema_decay=0.9", "scheduler=none", "trainer.monitor=val_acc"]
+    full = train(compose_cfg([*ema, "trainer.max_epochs=3"], tmp_path / "full"))
+    train(compose_cfg([*ema, "trainer.max_epochs=2"], tmp_path / "resumed"))
+    resumed = train(
+        compose_cfg([*ema, "trainer.max_epochs=3", "trainer.resume=true"], tmp_path / "resumed")
+    )
+    assert full["status"] == resumed["status"] == "completed"
+    assert full["test_acc"] > 0.85, full
+    columns = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    import pandas as pd
+
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv")[columns]
+    b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")[columns]
+    pd.testing.assert_frame_equal(a, b)
+    assert resumed["test_acc"] == full["test_acc"]
+
+    ckpt = load_checkpoint_file(tmp_path / "full" / "checkpoints" / "last.pt")
+    averaged, trained = ckpt["model"], ckpt["train_model"]
+    assert any(not torch.equal(averaged[k], trained[k]) for k in averaged)
+    # validation accuracy in metrics.csv is the averaged weights' accuracy
+    cfg = compose_cfg([*ema, "trainer.max_epochs=3"], tmp_path / "check")
+    data = build.build_data(cfg)
+    trainer = Trainer(cfg, build.build_model(cfg.model, data), data, torch.device("cpu"), tmp_path)
+    trainer.model.load_state_dict(averaged)
+    trainer.ema = None
+    assert trainer.evaluate(trainer.val_loader)["acc"] == pytest.approx(a["val_acc"].iloc[-1])
