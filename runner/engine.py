@@ -72,6 +72,8 @@ class Trainer:
         self.model = model.to(device, memory_format=memory)
         _set_batchnorm(self.model, t.bn_momentum, t.bn_eps)
         self.tta_flip = t.tta == "flip" and data.kind == "image"
+        if t.tta == "flip" and not self.tta_flip:
+            log.warning("trainer.tta=flip ignored: it mirrors images; this data is %s", data.kind)
         from runner.distributed import wrap  # issue 10: DistributedDataParallel under torchrun
 
         wrapped = wrap(self.model, device)
@@ -529,9 +531,11 @@ def _set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | 
     """
     if momentum is None and eps is None:
         return
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            if momentum is not None:
-                module.momentum = float(momentum)
-            if eps is not None:
-                module.eps = float(eps)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        log.warning("trainer.bn_momentum/bn_eps ignored: the model has no BatchNorm layer")
+    for module in norms:
+        if momentum is not None:
+            module.momentum = float(momentum)
+        if eps is not None:
+            module.eps = float(eps)
