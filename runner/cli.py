@@ -173,6 +173,9 @@ def main() -> None:
     """Console-script entry point. A multirun exits 1 when any of its jobs failed."""
     from runner.sweep import callback
 
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        _print_help()
+        return
     try:
         _hydra_main()
     except SystemExit:
@@ -182,6 +185,19 @@ def main() -> None:
     if failed:
         print(f"runner: {failed} sweep job(s) failed; see {where}", file=sys.stderr)
         raise SystemExit(1)
+
+
+def _print_help() -> None:
+    """Hydra's ``--help`` without the typed-schema groups (``schema/*``), which are the
+    runner's internals, not choices for the user."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
+        _hydra_main()
+    lines = buffer.getvalue().splitlines()
+    print("\n".join(line for line in lines if not line.startswith("schema/")))
 
 
 def _failed_sweep_jobs() -> tuple[int, str]:

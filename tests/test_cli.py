@@ -69,3 +69,14 @@ def test_bad_input_is_one_clear_message(tmp_path, override, expected):
     assert "Traceback" not in proc.stderr
     for summary in tmp_path.glob("outputs/**/summary.json"):
         assert json.loads(summary.read_text())["status"] != "completed"
+
+
+def test_help_lists_groups_and_options_without_internal_schemas(tmp_path):
+    proc = run_cli(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("runner: train, sweep and report")
+    assert "\nmodel: " in out and "resnet18" in out and "\nexperiment: " in out
+    assert "optimizer_impl: auto" in out  # the composed config with every option
+    assert "schema/" not in out
+    assert not (tmp_path / "outputs").exists()  # --help trains nothing
