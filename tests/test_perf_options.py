@@ -346,3 +346,14 @@ def test_ema_is_evaluated_checkpointed_and_resumes_exactly(tmp_path):
     trainer.model.load_state_dict(averaged)
     trainer.ema = None
     assert trainer.evaluate(trainer.val_loader)["acc"] == pytest.approx(a["val_acc"].iloc[-1])
+
+
+@pytest.mark.slow
+def test_compile_on_cpu_matches_eager(tmp_path):
+    """trainer.compile=true (inductor, needs a C++ compiler) trains digits into eager's
+    accuracy band; with flip TTA on, so the compiled model serves evaluation twice a batch."""
+    common = [*DIGITS, "trainer.max_epochs=3", "trainer.tta=flip"]
+    eager = train(compose_cfg(common, tmp_path / "eager"))
+    compiled = train(compose_cfg([*common, "trainer.compile=true"], tmp_path / "compiled"))
+    assert eager["status"] == compiled["status"] == "completed"
+    assert abs(compiled["test_acc"] - eager["test_acc"]) <= 0.03, (compiled, eager)
