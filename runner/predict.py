@@ -78,6 +78,7 @@ class Preprocessing:
     std: list[float]
     classes: list[str]
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    tta: str = "none"  # the run's trainer.tta: flip = average with the mirrored image
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Preprocessing:
@@ -92,6 +93,7 @@ class Preprocessing:
         kwargs = {
             k: tuple(v) if isinstance(v, list) else v for k, v in data["model_kwargs"].items()
         }
+        trainer = (ckpt.get("config") or {}).get("trainer") or {}
         return cls(
             kind=data["kind"],
             channels=shape[0] if image else 0,
@@ -100,6 +102,7 @@ class Preprocessing:
             std=list(data["std"]) or [1.0] * (shape[0] if image else 0),
             classes=list(ckpt["classes"]),
             model_kwargs=kwargs,
+            tta=str(trainer.get("tta", "none")) if image else "none",
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,6 +118,10 @@ class Preprocessing:
             "mean": self.mean,
             "std": self.std,
             "classes": self.classes,
+            "test_time_augmentation": "average the logits of the image and its left-right "
+            "mirror (the run was evaluated so)"
+            if self.tta == "flip"
+            else "none",
         }
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,7 +251,10 @@ class Predictor:
                 f"images of shape {tuple(images.shape[1:])}; this run expects {expected} uint8"
             )
         x = self.pre.normalise(images.to(self.device))
-        return torch.softmax(self.model(x).float(), dim=1).cpu()
+        logits = self.model(x).float()
+        if self.pre.tta == "flip":  # as the run's validation and test did
+            logits = (logits + self.model(x.flip(-1)).float()) / 2
+        return torch.softmax(logits, dim=1).cpu()
 
     def table(self, probs: torch.Tensor, files: Sequence[str], top_k: int) -> pd.DataFrame:
         """Rows of file, predicted class, confidence and the top-k classes with probabilities."""

@@ -206,3 +206,28 @@ def test_train_api_composes_overrides_like_the_cli(tmp_path):
     import runner.train as train_module  # the submodule import must not break runner.train(...)
 
     assert callable(runner.train) and train_module.train is train
+
+
+def test_predict_applies_the_runs_flip_tta(image_run):
+    """A run evaluated with trainer.tta=flip is predicted the same way (the checkpoint's
+    config says so), so runner-predict reproduces its test metrics."""
+    import dataclasses
+
+    from runner.engine import load_checkpoint_file
+    from runner.predict import Preprocessing, checkpoint_path
+
+    ckpt = load_checkpoint_file(checkpoint_path(image_run["run_dir"]))
+    assert Preprocessing.from_checkpoint(ckpt).tta == "none"
+    ckpt["config"]["trainer"]["tta"] = "flip"
+    pre = Preprocessing.from_checkpoint(ckpt)
+    assert pre.tta == "flip" and "mirror" in pre.as_dict()["test_time_augmentation"]
+
+    plain = Predictor.from_run(image_run["run_dir"], device="cpu")
+    flip = Predictor(plain.model, dataclasses.replace(plain.pre, tta="flip"))
+    _, data = _test_files(image_run)
+    x = data.test.x[:8]
+    with torch.inference_mode():
+        z = plain.pre.normalise(x)
+        want = torch.softmax((plain.model(z) + plain.model(z.flip(-1))) / 2, dim=1)
+    torch.testing.assert_close(flip.probabilities(x), want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(plain.probabilities(x), want)
