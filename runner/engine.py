@@ -14,12 +14,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from runner import build
 from runner.callbacks import Callback
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
-from runner.ema import WeightEMA
 from runner.errors import CheckpointError
 from runner.io import save_torch
 from runner.runtime import rng_state, set_rng_state
@@ -81,7 +81,7 @@ class Trainer:
         self.train_loader = self._loader(data.train, t.batch_size, True, t.limit_train_batches)
         self.val_loader = self._loader(data.val, t.eval_batch_size, False, t.limit_eval_batches)
         self.optimizer = build.build_optimizer(cfg.optimizer, self.model, t.optimizer_impl)
-        self.ema = WeightEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
+        self.ema = _weight_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
         steps = len(self.train_loader)
         self.scheduler = build.build_scheduler(cfg.scheduler, self.optimizer, t.max_epochs, steps)
         self.step_interval = cfg.scheduler.interval == "step"
@@ -267,7 +267,7 @@ class Trainer:
         self.scaler.update()
         self.warmup.restore()
         if self.ema is not None:
-            self.ema.update(self.state.global_step)
+            self.ema.update_parameters(self.model)
         self.state.global_step += 1
         if self.scheduler is not None and self.step_interval:
             self.scheduler.step()
@@ -392,8 +392,9 @@ class Trainer:
         """Restore model, optimizer, scheduler, loop state and RNGs from ``path``."""
         ckpt = load_checkpoint_file(path)
         load_weights(self.model, ckpt.get("train_model", ckpt["model"]), path)
-        if self.ema is not None:  # a checkpoint without EMA starts the average at its weights
+        if self.ema is not None:  # without EMA in the checkpoint, the next step restarts it
             load_weights(self.ema.module, ckpt["model"], path)
+            self.ema.n_averaged.fill_(ckpt["state"]["global_step"] if "train_model" in ckpt else 0)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -539,3 +540,11 @@ def _set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | 
             module.momentum = float(momentum)
         if eps is not None:
             module.eps = float(eps)
+
+
+def _weight_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """torch's exponential moving average of ``model``'s weights and buffers (BatchNorm
+    statistics included): the first update copies the weights, each later one moves the
+    average by ``1 - decay`` towards them. Evaluation and checkpoints use ``.module``."""
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return ema.eval().requires_grad_(False)

@@ -292,26 +292,28 @@ def test_start_path_imports_no_heavy_optional_package():
     assert out.stdout.split() == ["1257", "270", "270"]
 
 
-def test_weight_ema_follows_the_documented_update():
-    from runner.ema import WeightEMA
-
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    ema = WeightEMA(model, decay=0.99)
-    want = {k: v.clone() for k, v in model.state_dict().items()}
-    for step in range(30):
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p))
-        model(torch.randn(8, 3))  # moves the BatchNorm running statistics
-        ema.update(step)
-        d = min(0.99, (1 + step) / (10 + step))
-        for k, v in model.state_dict().items():
-            want[k] = d * want[k] + (1 - d) * v if v.is_floating_point() else v.clone()
-    got = ema.module.state_dict()
+def test_ema_is_updated_after_every_optimizer_step(tmp_path):
+    """The evaluated weights are torch's EMA of the weights after each step: a copy at the
+    first step, then ``decay * average + (1 - decay) * weights``."""
+    trainer = _digits_trainer(tmp_path, "trainer.ema_decay=0.8")
+    want = None
+    batches = trainer.train_loader.epoch(1)
+    trainer.model.train()
+    for _ in range(6):
+        trainer._step(*next(batches))
+        now = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        if want is None:
+            want = now
+        else:
+            want = {
+                k: 0.8 * want[k] + 0.2 * v if v.is_floating_point() else want[k]
+                for k, v in now.items()
+            }
+    got = trainer.evaluated_model().state_dict()
     for k, v in want.items():
-        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6)
-    assert got["1.num_batches_tracked"] == 30
-    assert not any(p.requires_grad for p in ema.module.parameters())
+        if v.is_floating_point():
+            torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(got["features.0.conv.weight"], trainer.model.features[0].conv.weight)
 
 
 def test_ema_is_evaluated_checkpointed_and_resumes_exactly(tmp_path):
