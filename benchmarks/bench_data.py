@@ -41,10 +41,10 @@ import torch
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR10
 
-from models.custom_cnn import CustomCNN
+from runner.models.custom_cnn import CustomCNN
 from runner.data.cifar import load_cifar10
 from runner.data.loader import BatchLoader
-from runner.schema import AugmentConf
+from runner.schema.dataset import AugmentConf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.layers import get_activation, init_weights
+from runner.models.layers import get_activation, init_weights
 
 POOLING = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
@@ -55,10 +55,10 @@ class CustomCNN(nn.Module):
         padding: ``same`` (keeps size) | ``valid`` (no padding).
         pooling: ``max`` | ``avg`` (2×2, stride 2) after each conv.
         batch_norm: BatchNorm after each conv (conv bias dropped when on).
-        activation: see :func:`models.layers.get_activation`.
+        activation: see :func:`runner.models.layers.get_activation`.
         fc_neurons: hidden fully-connected widths before the classifier.
         dropout: dropout probability after each hidden fc layer, in [0, 1).
-        init: weight initialisation, see :func:`models.layers.init_weights`.
+        init: weight initialisation, see :func:`runner.models.layers.init_weights`.
     """
 
     def __init__(
@@ -75,7 +75,6 @@ class CustomCNN(nn.Module):
         fc_neurons: Sequence[int] = (512,),
         dropout: float = 0.5,
         init: str = "default",
-        name: str | None = None,  # the config's label; ignored
     ) -> None:
         super().__init__()
         if pooling not in POOLING:
@@ -110,6 +109,10 @@ class CustomCNN(nn.Module):
         self.head = nn.Sequential(*head)
         self.classifier = nn.Linear(width, num_classes)
         init_weights(self, init, activation)
+
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """Each conv block's activation (its feature map before pooling), input to output."""
+        return [(f"features.{i}.act", block.act) for i, block in enumerate(self.features)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.flatten(self.features(x))))

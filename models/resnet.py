@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from models.layers import (
+from runner.models.layers import (
     ACTIVATIONS,
     ATTENTIONS,
     INITS,
@@ -194,15 +194,14 @@ class ResNet(nn.Module):
         attention: none | se (squeeze-and-excitation in every block, after the last BN).
         se_reduction: SE channel reduction ratio (hidden = max(8, channels // ratio)).
         activation: relu | leaky_relu | mish | gelu | silu (any name of
-            :func:`models.layers.get_activation`), used everywhere, stem included.
+            :func:`runner.models.layers.get_activation`), used everywhere, stem included.
         stem: auto | cifar (3×3 stride-1 conv, no max-pool) | imagenet (7×7 stride-2
             conv + 3×3 stride-2 max-pool); auto = cifar below 100 px, else imagenet.
         zero_init_residual: start each residual branch's last BN at weight 0, so
             every block begins as the identity (residual nets only).
         width: channels of the first stage; stages have width × (1, 2, 4, 8) × expansion.
         init: default (torchvision's: kaiming-normal fan-out convs, BN 1/0, PyTorch's
-            Linear) | kaiming | xavier | orthogonal (see :func:`models.layers.init_weights`).
-        name: the config's label; ignored.
+            Linear) | kaiming | xavier | orthogonal (see :func:`runner.models.layers.init_weights`).
     """
 
     def __init__(
@@ -219,7 +218,6 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
         width: int = 64,
         init: str = "default",
-        name: str | None = None,
     ) -> None:
         super().__init__()
         _check_args(
@@ -275,6 +273,11 @@ class ResNet(nn.Module):
             for m in self.modules():
                 if isinstance(m, ResidualBlock):
                     nn.init.zeros_(getattr(m, m.last_bn).weight)
+
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """The modules whose outputs are the feature stages, input to output: the stem's
+        activation, then each of ``layer1``..``layer4``."""
+        return [("act1", self.act1)] + [(f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, 5)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map, (N, C, H', W'), before pooling."""

@@ -72,12 +72,14 @@ def _shape(output: Any) -> list[int] | None:
 
 
 def _example(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """A batch of one: zeros for integer dtypes (token id 0 is always valid), else randn."""
+    """A batch of one: zeros for integer dtypes (token id 0 is always valid), else randn from
+    a private generator (counting FLOPs must not move the run's random numbers)."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     shape = (1, *(int(s) for s in input_shape))
     if dtype.is_floating_point:
-        return torch.randn(shape, dtype=dtype, device=device)
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(shape, dtype=dtype, generator=generator).to(device)
     return torch.zeros(shape, dtype=dtype, device=device)
 
 

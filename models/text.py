@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from models.layers import INITS, init_weights
+from runner.models.layers import INITS, init_weights
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "mean", "max")
@@ -51,7 +51,6 @@ class RNNClassifier(nn.Module):
         init: ``default`` (PyTorch's) | ``xavier`` | ``kaiming`` | ``orthogonal``; anything
             but default also gives Keras' recurrent scheme: input weights per the scheme,
             orthogonal recurrent weights, zero biases and LSTM forget-gate bias 1.
-        name: the config's label; ignored.
     """
 
     def __init__(
@@ -70,7 +69,6 @@ class RNNClassifier(nn.Module):
         pooling: str = "last",
         nonlinearity: str = "tanh",
         init: str = "default",
-        name: str | None = None,
     ) -> None:
         super().__init__()
         _check_choice("cell", cell, CELLS)

@@ -15,7 +15,6 @@ trained as it is.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import uuid
 import warnings
@@ -27,6 +26,8 @@ from typing import Any
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from runner.rundir import LOG
 
 log = logging.getLogger("runner")
 
@@ -76,7 +77,7 @@ def train(
     if not composed:
         return {**train_cfg(cfg), "run_dir": str(target)}
     _write_hydra_record(target, cfg, list(overrides))
-    with _log_to(target / "runner.log"):
+    with _log_to(target / LOG):
         summary = train_cfg(cfg)
     return {**summary, "run_dir": str(target)}
 
@@ -107,11 +108,12 @@ def _unique(path: Path) -> Path:
 
 def _write_hydra_record(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
     """``.hydra/config.yaml`` and ``overrides.yaml`` as the CLI leaves them."""
+    from runner import rundir
     from runner.io import write_text
 
-    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(cfg))
     listed = OmegaConf.to_yaml(OmegaConf.create(overrides))
-    write_text(run_dir / ".hydra" / "overrides.yaml", listed)
+    write_text(run_dir / rundir.OVERRIDES, listed)
 
 
 class _log_to:
@@ -155,7 +157,10 @@ class Run:
     """
 
     def __init__(self, path: str | Path) -> None:
+        from runner.rundir import RunDir
+
         self.path = Path(path)
+        self.run = RunDir(self.path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"no run directory at {self.path}")
 
@@ -166,38 +171,36 @@ class Run:
     @cached_property
     def summary(self) -> dict[str, Any]:
         """``summary.json`` ({} if the run has not written one)."""
-        path = self.path / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return self.run.summary()
 
     @cached_property
     def metrics(self) -> pd.DataFrame:
         """``metrics.csv``: epoch, train_loss, train_acc, val_loss, val_acc, lr, ..."""
-        path = self.path / "metrics.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+        metrics = self.run.metrics()
+        return pd.DataFrame() if metrics is None else metrics
 
     @cached_property
     def config(self) -> DictConfig:
-        """The resolved run config (``.hydra/config.yaml``, else the checkpoint's)."""
-        path = self.path / ".hydra" / "config.yaml"
-        if path.exists():
-            return OmegaConf.load(path)
-        return OmegaConf.create(self.checkpoint()["config"])
+        """The run config as plain data (``.hydra/config.yaml``, else the checkpoint's)."""
+        from runner.checkpoint import stored_config
+
+        stored = self.run.config()
+        return stored if stored is not None else OmegaConf.create(stored_config(self.checkpoint()))
 
     @property
     def report(self) -> str:
         """``report.md`` as text."""
-        return (self.path / "report.md").read_text()
+        return self.run.report_path.read_text()
 
     def checkpoint(self, which: str = "best") -> dict[str, Any]:
         """``checkpoints/<which>.pt`` (best | last) loaded with ``weights_only=True``."""
-        from runner.engine import load_checkpoint_file
-        from runner.predict import checkpoint_path
+        from runner import checkpoint
 
-        return load_checkpoint_file(checkpoint_path(self.path, which))
+        return checkpoint.load(checkpoint.checkpoint_path(self.path, which))
 
     @cached_property
     def _loaded(self) -> tuple[torch.nn.Module, Any]:
-        from runner.predict import load_model
+        from runner.checkpoint import load_model
 
         model, pre, _ = load_model(self.path, "best")
         return model, pre
@@ -209,7 +212,7 @@ class Run:
 
     @property
     def preprocessing(self) -> Any:
-        """:class:`runner.predict.Preprocessing`: image size, channels, mean, std, classes."""
+        """:class:`runner.checkpoint.Preprocessing`: image size, channels, mean, std, classes."""
         return self._loaded[1]
 
     @property

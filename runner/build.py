@@ -1,55 +1,215 @@
-"""The one place that instantiates objects from config (and logs each ``_target_``)."""
+"""Build, then run: the one place that turns the config into objects, logging each.
+
+:func:`build_run` makes everything one run trains with — optimizer, scheduler, warm-up,
+EMA, loss, scaler, loaders and callbacks — and hands them to the loop
+(:class:`runner.engine.Loop`), which never reads the config. Models and datasets come
+from their registries (:mod:`runner.zoo`, :mod:`runner.data.registry`); optimizers and
+schedulers are the torch classes their groups name (``_partial_`` targets).
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from runner.callbacks import Callback, Checkpointing, EarlyStopping, MetricsCSV
 from runner.data.base import DataBundle
-from runner.errors import ConfigError, DataError
+from runner.data.loader import BatchLoader, LoaderOptions
+from runner.engine import Loop, LoopSettings, RunParts
+from runner.errors import ConfigError
+from runner.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 # Keys of the scheduler group that belong to the runner, not to torch's constructor.
-_SCHEDULER_RUNNER_KEYS = ("name", "interval", "warmup_epochs", "warmup_start_factor", "monitor")
+SCHEDULER_RUNNER_KEYS = ("name", "interval", "warmup_epochs", "warmup_start_factor", "monitor")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16-mixed": torch.float16}
+FUSED_DEVICES = {"cpu", "cuda"}  # devices every fused optimizer kernel supports
 
 
 def build_data(cfg: DictConfig) -> DataBundle:
-    """Instantiate ``cfg.dataset`` (its builder gets ``seed`` from the trainer)."""
-    log.info("dataset: %s (%s)", cfg.dataset.name, cfg.dataset._target_)
-    try:
-        data = instantiate(cfg.dataset, seed=cfg.trainer.seed, _convert_="object")
-    except Exception as err:  # Hydra wraps builder errors; surface ours unchanged
-        raise _unwrap(err) from None
-    if len(data.train) == 0:
-        raise DataError(f"dataset {data.name!r} has no training samples")
-    return data
+    """The dataset of ``cfg.dataset``, split with ``trainer.seed``."""
+    from runner.data.registry import build_data as from_registry
+
+    return from_registry(cfg.dataset, seed=int(cfg.trainer.seed))
 
 
-def _accepted(target: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(target).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
+def build_model(cfg: DictConfig, data: DataBundle) -> torch.nn.Module:
+    """The model of ``cfg.model`` with ``num_classes``/``in_channels``/... from ``data``."""
+    from runner import zoo
+
+    return zoo.build_model(cfg.model, data.model_kwargs())
 
 
-def build_model(model_cfg: DictConfig, data: DataBundle) -> torch.nn.Module:
-    """``instantiate(cfg.model, num_classes=…, in_channels=…, image_size=…)`` from the dataset."""
-    target = get_class(model_cfg._target_)
-    kwargs = _accepted(target, data.model_kwargs())
-    log.info("model: %s (%s) with %s", model_cfg.name, model_cfg._target_, kwargs)
-    try:
-        return instantiate(model_cfg, **kwargs, _convert_="all")
-    except Exception as err:
-        raise _unwrap(err, ConfigError) from None
+@dataclass
+class BuiltRun:
+    """What :func:`build_run` returns: the loop, the callback that tracks the best epoch,
+    and how evaluation batches are made (for the test pass after training)."""
+
+    loop: Loop
+    checkpointing: Checkpointing
+    eval_options: LoaderOptions
 
 
-_FUSED_DEVICES = {"cpu", "cuda"}  # devices every fused optimizer kernel supports
+def build_run(
+    cfg: DictConfig,
+    data: DataBundle,
+    model: torch.nn.Module,
+    device: torch.device,
+    run: RunDir,
+    extra_callbacks: list[Callback] = (),
+) -> BuiltRun:
+    """Everything the loop needs, built from ``cfg`` (callbacks: metrics.csv, ``extra``,
+    early stopping, then checkpointing, which must come last)."""
+    t = cfg.trainer
+    channels_last = bool(t.channels_last) and data.kind == "image"
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    set_batchnorm(model, t.bn_momentum, t.bn_eps)
+    train_opts = LoaderOptions(
+        int(t.batch_size), device, True, int(t.seed), channels_last, int(t.limit_train_batches)
+    )
+    eval_opts = LoaderOptions(int(t.eval_batch_size), device, channels_last=channels_last)
+    val_opts = LoaderOptions(
+        int(t.eval_batch_size), device, channels_last=channels_last, limit_batches=int(t.limit_eval_batches)
+    )
+    train_loader = BatchLoader(data.train, data, train_opts)
+    optimizer = build_optimizer(cfg.optimizer, model, str(t.optimizer_impl))
+    scheduler = build_scheduler(cfg.scheduler, optimizer, int(t.max_epochs), len(train_loader))
+    warmup_steps = int(round(cfg.scheduler.warmup_epochs * len(train_loader)))
+    parts = RunParts(
+        model=model,
+        forward_model=_forward_model(model, device, bool(t.compile)),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        warmup=Warmup(optimizer, warmup_steps, cfg.scheduler.warmup_start_factor) if warmup_steps else None,
+        ema=build_ema(model, float(t.ema_decay)),
+        criterion=build_loss(t, data, device),
+        scaler=torch.amp.GradScaler(device.type, enabled=str(t.precision) == "16-mixed"),
+        autocast_dtype=AUTOCAST_DTYPES.get(str(t.precision)),
+        train_loader=train_loader,
+        val_loader=BatchLoader(data.val, data, val_opts),
+        device=device,
+    )
+    tta_flip = str(t.tta) == "flip" and data.kind == "image"
+    if str(t.tta) == "flip" and not tta_flip:
+        log.warning("trainer.tta=flip ignored: it mirrors images; this data is %s", data.kind)
+    settings = LoopSettings(
+        max_epochs=int(t.max_epochs),
+        num_classes=data.num_classes,
+        grad_clip=float(t.grad_clip),
+        divergence_check=bool(t.divergence_check),
+        log_every_n_steps=int(t.log_every_n_steps),
+        progress_bar=t.progress_bar,
+        tta_flip=tta_flip,
+        scheduler_per_step=str(cfg.scheduler.interval) == "step",
+        plateau_monitor=str(cfg.scheduler.monitor) if cfg.scheduler.name == "plateau" else None,
+    )
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    callbacks = build_callbacks(cfg, data, run, config, list(extra_callbacks))
+    log.info("callbacks: %s", ", ".join(type(cb).__name__ for cb in callbacks))
+    return BuiltRun(Loop(parts, settings, callbacks), callbacks[-1], eval_opts)
+
+
+def build_callbacks(
+    cfg: DictConfig, data: DataBundle, run: RunDir, config: dict[str, Any], extra: list[Callback]
+) -> list[Callback]:
+    """metrics.csv, the ``extra`` callbacks, early stopping, checkpointing (last)."""
+    from runner import checkpoint
+
+    t = cfg.trainer
+    callbacks: list[Callback] = [MetricsCSV(run.write_metrics), *extra]
+    es = t.early_stopping
+    if es.enabled:
+        callbacks.append(EarlyStopping(str(es.monitor), str(es.mode), int(es.patience), float(es.min_delta)))
+
+    def payload(loop: Loop) -> dict[str, Any]:
+        return checkpoint.payload(loop, loop.callbacks, config, data)
+
+    callbacks.append(
+        Checkpointing(
+            run.checkpoint("best"), run.checkpoint("last"), str(t.monitor), bool(t.checkpointing), payload, checkpoint.save
+        )
+    )
+    return callbacks
+
+
+def _forward_model(model: torch.nn.Module, device: torch.device, compile: bool) -> Any:
+    """What the training step calls: DistributedDataParallel under torchrun, compiled
+    with ``trainer.compile``."""
+    from runner.distributed import wrap
+
+    wrapped = wrap(model, device)
+    if compile:
+        log.info("torch.compile: the first steps compile the model")
+        return torch.compile(wrapped)
+    return wrapped
+
+
+def build_loss(t: DictConfig, data: DataBundle, device: torch.device) -> torch.nn.Module:
+    """Cross-entropy with ``trainer.label_smoothing`` and ``trainer.class_weights``."""
+    weights = class_weights(t.class_weights, data)
+    log.info(
+        "loss: cross-entropy (label smoothing %s, class weights %s)",
+        t.label_smoothing,
+        "none" if weights is None else [round(w, 4) for w in weights.tolist()],
+    )
+    return torch.nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device), label_smoothing=float(t.label_smoothing)
+    )
+
+
+def class_weights(setting: Any, data: DataBundle) -> torch.Tensor | None:
+    """Per-class loss weights: None | balanced (n_samples / (n_classes * count), as
+    scikit-learn's "balanced") | a list with one weight per class."""
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = torch.bincount(data.train.y, minlength=data.num_classes).float()
+        return len(data.train.y) / (data.num_classes * counts.clamp(min=1))
+    weights = torch.tensor([float(w) for w in setting], dtype=torch.float32)
+    if len(weights) != data.num_classes:
+        raise ConfigError(
+            f"trainer.class_weights lists {len(weights)} weights but the dataset has "
+            f"{data.num_classes} classes"
+        )
+    return weights
+
+
+def build_ema(model: torch.nn.Module, decay: float) -> Any:
+    """torch's exponential moving average of the weights and buffers (BatchNorm statistics
+    included), or None for ``decay`` 0: the first update copies the weights, each later
+    one moves the average by ``1 - decay`` towards them."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    log.info("EMA of the weights, decay %s", decay)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return ema.eval().requires_grad_(False)
+
+
+def set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | None) -> None:
+    """Override every BatchNorm layer's ``momentum``/``eps`` (``None`` keeps the model's).
+
+    Fast-training recipes use heavier running-statistics updates than torch's 0.1 (airbench:
+    0.4 in torch's convention) so the statistics keep up with few, large steps.
+    """
+    if momentum is None and eps is None:
+        return
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        log.warning("trainer.bn_momentum/bn_eps ignored: the model has no BatchNorm layer")
+    for module in norms:
+        if momentum is not None:
+            module.momentum = float(momentum)
+        if eps is not None:
+            module.eps = float(eps)
 
 
 def check_fused(target: str) -> None:
@@ -61,9 +221,7 @@ def check_fused(target: str) -> None:
         )
 
 
-def build_optimizer(
-    opt_cfg: DictConfig, model: torch.nn.Module, impl: str = "auto"
-) -> torch.optim.Optimizer:
+def build_optimizer(opt_cfg: DictConfig, model: torch.nn.Module, impl: str = "auto") -> torch.optim.Optimizer:
     """The optimizer over trainable parameters (weight decay on all of them, as in the studies).
 
     ``impl`` picks torch's kernel: ``fused`` (one kernel for all parameters; SGD, Adam,
@@ -73,7 +231,6 @@ def build_optimizer(
     only in float rounding; on this project's CPU fused cuts ResNet-18's SGD step from
     13 to 6 ms and Adam's from 24 to 8 ms (benchmarks/README.md).
     """
-    log.info("optimizer: %s", opt_cfg._target_)
     params = [p for p in model.parameters() if p.requires_grad]
     factory = instantiate(opt_cfg, _convert_="all")
     accepted = inspect.signature(factory.func).parameters
@@ -81,13 +238,14 @@ def build_optimizer(
     if impl == "auto":
         devices = {p.device.type for p in params}
         floating = all(p.is_floating_point() for p in params)
-        if "fused" in accepted and floating and devices <= _FUSED_DEVICES:
+        if "fused" in accepted and floating and devices <= FUSED_DEVICES:
             kwargs["fused"] = True
     elif impl == "fused":
         check_fused(opt_cfg._target_)
         kwargs["fused"] = True
     elif "foreach" in accepted:
         kwargs["foreach"] = impl == "foreach"
+    log.info("optimizer: %s (lr %s, %s)", opt_cfg._target_, opt_cfg.lr, "fused" if kwargs.get("fused") else impl)
     return factory(params, **kwargs)
 
 
@@ -96,10 +254,10 @@ def build_scheduler(
 ) -> Any | None:
     """The torch scheduler of ``sched_cfg`` (``None`` for ``none``), sized to the run."""
     if sched_cfg._target_ is None:
+        log.info("scheduler: none (constant lr)")
         return None
-    log.info("scheduler: %s (every %s)", sched_cfg._target_, sched_cfg.interval)
-    node = OmegaConf.to_container(sched_cfg, resolve=True)
-    for key in _SCHEDULER_RUNNER_KEYS:
+    node = OmegaConf.to_container(sched_cfg, resolve=True, enum_to_str=True)
+    for key in SCHEDULER_RUNNER_KEYS:
         node.pop(key, None)
     lr = optimizer.param_groups[0]["lr"]
     name = sched_cfg.name
@@ -112,27 +270,29 @@ def build_scheduler(
         node["max_lr"] = node.get("max_lr") or lr
         node["step_size_up"] = node.get("step_size_up") or 2 * steps_per_epoch
     if name == "plateau":
-        node["mode"] = _mode(sched_cfg.monitor, sched_cfg.mode)
+        from runner.metrics import resolve_mode
+
+        node["mode"] = resolve_mode(str(sched_cfg.monitor), str(sched_cfg.mode))
+    log.info("scheduler: %s (every %s)", sched_cfg._target_, sched_cfg.interval)
     return instantiate(node)(optimizer)
-
-
-def _mode(monitor: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "min" if monitor.endswith("loss") else "max"
 
 
 class Warmup:
     """Linear learning-rate warm-up over the first ``steps`` optimizer steps.
 
     Around each step it scales every group's scheduled lr by a factor rising from
-    ``start_factor`` to 1, then puts the scheduled lr back, so the main scheduler
-    never sees the warm-up values.
+    ``start_factor`` to 1, then puts the scheduled lr back, so the main scheduler never
+    sees the warm-up values. Not torch's ``LinearLR`` + ``SequentialLR``: those need one
+    stepping interval for both, but the warm-up counts optimizer steps while StepLR,
+    cosine (T_max in epochs), MultiStepLR and ReduceLROnPlateau (which SequentialLR
+    cannot hold at all) step per epoch; and SequentialLR would delay the main schedule
+    by the warm-up instead of overlapping it, changing every existing schedule.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, steps: int, start_factor: float) -> None:
         self.optimizer, self.steps, self.start = optimizer, steps, start_factor
         self._saved: list[float] | None = None
+        log.info("warm-up: %d steps from %s x lr", steps, start_factor)
 
     def factor(self, step: int) -> float:
         if step >= self.steps:
@@ -151,22 +311,3 @@ class Warmup:
             for g, lr in zip(self.optimizer.param_groups, self._saved):
                 g["lr"] = lr
             self._saved = None
-
-
-def monitor_mode(monitor: str, mode: str = "auto") -> str:
-    """min for losses, max for accuracies/F1 when ``mode`` is auto."""
-    return _mode(monitor, mode)
-
-
-def _unwrap(err: Exception, wrap: type[Exception] | None = None) -> Exception:
-    """Hydra's InstantiationException hides our own errors; dig them out."""
-    from runner.errors import RunnerError
-
-    seen = err
-    while seen is not None:
-        if isinstance(seen, RunnerError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    if wrap is not None and isinstance(err.__cause__ or err, (ValueError, TypeError)):
-        return wrap(str(err.__cause__ or err))
-    return err

@@ -138,18 +138,7 @@ def _monitored(summary: dict[str, Any]) -> float | None:
 
 
 def _fail(cfg: DictConfig, err: BaseException, message: str) -> None:
-    from runner.io import write_json
-
-    try:
-        run_dir = Path(cfg.run_dir)
-    except Exception:  # run_dir unresolvable (e.g. composed without Hydra): nothing to record
-        run_dir = None
-    if run_dir is not None and run_dir.exists():
-        summary_path = run_dir / "summary.json"
-        write_json(
-            summary_path,
-            {"status": "failed", "error": f"{type(err).__name__}: {err}", "diagnoses": []},
-        )
+    """Report a failed job (a run that had started is already marked failed by train())."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1" and not isinstance(err, RunnerError):
         raise err
     print(message, file=sys.stderr)

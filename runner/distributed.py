@@ -127,10 +127,16 @@ def _agree_on_run_dir(cfg: Any, info: DistInfo) -> None:
         shutil.rmtree(own, ignore_errors=True)
     private = Path(tempfile.mkdtemp(prefix=f"runner-rank{info.rank}-"))
     atexit.register(shutil.rmtree, private, True)
-    for rel in ("summary.json", "checkpoints/last.pt"):  # what trainer.resume=true reads
-        if (main_dir / rel).exists():
-            (private / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(main_dir / rel, private / rel)
+    from runner.rundir import RunDir
+
+    main_run, private_run = RunDir(main_dir), RunDir(private)
+    for source, target in (  # what trainer.resume=true reads
+        (main_run.summary_path, private_run.summary_path),
+        (main_run.checkpoint("last"), private_run.checkpoint("last")),
+    ):
+        if source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
     cfg.run_dir = str(private)
     cfg.trainer.progress_bar = False
     logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports; the others stay quiet

@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
+from runner.checkpoint import Preprocessing, load_model, stored_config
 from runner.errors import ConfigError, RunnerError
-from runner.predict import Preprocessing, load_model
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,13 @@ def check_inputs(ckpt: dict[str, Any], pre: Preprocessing, samples: int) -> tupl
     Returns the uint8 images / int64 token ids and where they came from. Falls back to
     random inputs (with a warning) when the dataset cannot be rebuilt here.
     """
-    from omegaconf import OmegaConf
+    from runner.data.registry import build_data
 
-    from runner import build
-
+    config = stored_config(ckpt)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the run already reported its data warnings
-            data = build.build_data(OmegaConf.create(ckpt["config"]))
+            data = build_data(config["dataset"], seed=int(config["trainer"]["seed"]))
     except Exception as err:  # data absent or moved: still export, but say so
         warnings.warn(
             f"cannot rebuild the run's dataset to check the export ({err}); using random inputs",
@@ -209,7 +208,7 @@ def export_run(
         "format": fmt,
         "input_name": "input",
         "output_name": "logits (apply softmax for probabilities)",
-        "model": ckpt["config"]["model"],
+        "model": stored_config(ckpt)["model"],
         "checkpoint": ckpt["_path"],
         "epoch": ckpt.get("epoch"),
         "torch_version": torch.__version__,

@@ -2,8 +2,7 @@
 
 - feature maps of every conv stage (forward hooks; no extra dependency);
 - vanilla-gradient saliency and Grad-CAM through captum (``captum.attr.Saliency``,
-  ``captum.attr.LayerGradCam``), imported lazily: without captum those are skipped with a
-  logged note.
+  ``captum.attr.LayerGradCam``), on the deepest stage the model registry names.
 
 Images: for each class one correctly and one wrongly classified test image where available
 (classes with a mistake first), capped at ``images``.
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,6 @@ from runner.io import save_figure, write_csv
 from runner.plots import _plt, _short, image_for_display
 
 log = logging.getLogger(__name__)
-
-MAX_GENERIC_STAGES = 6
-
 
 def select_images(proba: np.ndarray, y: np.ndarray, classes: list[str], cap: int) -> pd.DataFrame:
     """Per class the most confident correct and the most confident wrong test image.
@@ -71,38 +68,6 @@ def feature_map_slots(chosen: pd.DataFrame, count: int) -> list[int]:
     return (first + rest)[: max(count, 0)]
 
 
-def conv_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The modules whose outputs are a network's conv stages.
-
-    ResNet-like (``layer1``…): stem activation + each ``layerN``; ``features`` Sequential
-    (custom_cnn): each block's activation (before pooling) or the block; otherwise every
-    Conv2d, at most six, evenly spaced.
-    """
-    if hasattr(model, "layer1"):
-        stages = [(n, getattr(model, n)) for n in ("act1", "relu") if hasattr(model, n)][:1]
-        return stages + [
-            (f"layer{i}", getattr(model, f"layer{i}"))
-            for i in range(1, 5)
-            if hasattr(model, f"layer{i}")
-        ]
-    features = getattr(model, "features", None)
-    if isinstance(features, nn.Sequential):
-        out = []
-        for i, block in enumerate(features):
-            act = getattr(block, "act", None)
-            out.append(
-                (f"features.{i}.act", act)
-                if isinstance(act, nn.Module)
-                else (f"features.{i}", block)
-            )
-        return out
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if len(convs) > MAX_GENERIC_STAGES:
-        idx = np.unique(np.round(np.linspace(0, len(convs) - 1, MAX_GENERIC_STAGES)).astype(int))
-        convs = [convs[i] for i in idx]
-    return convs
-
-
 def _no_inplace(model: nn.Module) -> nn.Module:
     """An eval-mode copy with in-place activations turned off (hooks and captum need the
     tensors they saw to stay unchanged)."""
@@ -114,11 +79,14 @@ def _no_inplace(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """4-D outputs (N, C, h, w) of each conv stage for inputs ``x``, on the CPU."""
+def feature_maps(
+    model: nn.Module, stages: list[tuple[str, nn.Module]], x: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """4-D outputs (N, C, h, w) of each of ``stages`` (modules of ``model``) for ``x``, on
+    the CPU."""
     maps: dict[str, torch.Tensor] = {}
     handles = []
-    for name, module in conv_stages(model):
+    for name, module in stages:
 
         def hook(_m, _i, out, name=name):
             if isinstance(out, torch.Tensor) and out.ndim == 4:
@@ -135,16 +103,11 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def attributions(
     model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: nn.Module
-) -> tuple[np.ndarray, np.ndarray] | None:
+) -> tuple[np.ndarray, np.ndarray]:
     """Saliency (|d score / d input|, max over channels) and Grad-CAM upsampled to the input,
-    both (N, H, W), for class ``targets``; ``None`` when captum is not installed."""
-    try:
-        from captum.attr import LayerAttribution, LayerGradCam, Saliency
-    except ImportError:
-        log.info(
-            "captum is not installed: saliency and Grad-CAM figures skipped (pip install captum)"
-        )
-        return None
+    both (N, H, W), for class ``targets`` (captum, imported here: it is slow to import)."""
+    from captum.attr import LayerAttribution, LayerGradCam, Saliency
+
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         sal = Saliency(model).attribute(inputs, target=targets, abs=True)
@@ -155,6 +118,7 @@ def attributions(
 
 def explain(
     model: nn.Module,
+    stages_of: Callable[[nn.Module], list[tuple[str, nn.Module]]],
     images: torch.Tensor,
     inputs: torch.Tensor,
     chosen: pd.DataFrame,
@@ -168,6 +132,8 @@ def explain(
 
     Args:
         model: the trained model (left untouched; a copy is explained).
+        stages_of: the model's feature stages, input to output (the model registry's
+            :meth:`runner.zoo.ModelEntry.feature_stages`); none = no figures.
         images: the chosen uint8 images (N, C, H, W), for display.
         inputs: the same images normalised as the model sees them, on the model's device.
         chosen: :func:`select_images` rows, in the same order.
@@ -181,8 +147,9 @@ def explain(
     if not len(chosen):
         return []
     twin = _no_inplace(model)
+    stages = dict(stages_of(twin))
     write_csv(out_dir / "images.csv", chosen)
-    maps = feature_maps(twin, inputs)
+    maps = feature_maps(twin, list(stages.items()), inputs)
     written = []
     slots = feature_map_slots(chosen, feature_map_images)
     if maps and slots:
@@ -190,13 +157,11 @@ def explain(
         rows = _plot_feature_maps(images, maps, chosen, slots, path, channels)
         write_csv(out_dir / "feature_maps.csv", pd.DataFrame(rows))
         written.append(path)
-    stages = dict(conv_stages(twin))
     usable = [n for n, m in maps.items() if min(m.shape[-2:]) >= gradcam_min_size] or list(maps)[:1]
     if usable:
         targets = torch.as_tensor([classes.index(p) for p in chosen["pred"]], device=inputs.device)
         result = attributions(twin, inputs, targets, stages[usable[-1]])
-        if result is not None:
-            written.append(_write_attributions(images, chosen, *result, usable[-1], out_dir))
+        written.append(_write_attributions(images, chosen, *result, usable[-1], out_dir))
     return written
 
 

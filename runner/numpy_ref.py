@@ -6,9 +6,9 @@ tensor.numpy()}``), plus the run's model config (``checkpoint["config"]["model"]
 rebuild the network with :func:`build_numpy_model`. Everything is computed in
 float64. Supported models:
 
-- ``models.custom_cnn.CustomCNN`` — conv2d (same/valid padding, any stride),
+- ``runner.models.custom_cnn.CustomCNN`` — conv2d (same/valid padding, any stride),
   BatchNorm in eval mode, activations, 2×2 max/avg pooling, flatten, dense.
-- ``models.text.RNNClassifier`` — embedding, Elman RNN / GRU / LSTM with torch's
+- ``runner.models.text.RNNClassifier`` — embedding, Elman RNN / GRU / LSTM with torch's
   gate order and bias layout, bidirectional, stacked, last/mean/max pooling over
   the real (non-pad) time steps, dense.
 
@@ -256,10 +256,10 @@ def _check_config(cfg: Mapping[str, Any], known: set[str], model: str) -> None:
 
 
 class NumpyCustomCNN:
-    """NumPy twin of ``models.custom_cnn.CustomCNN`` (eval mode)."""
+    """NumPy twin of ``runner.models.custom_cnn.CustomCNN`` (eval mode)."""
 
     CONFIG_KEYS = {
-        "_target_", "name", "init", "filters", "kernel_size", "padding", "pooling",
+        "family", "name", "init", "filters", "kernel_size", "padding", "pooling",
         "batch_norm", "activation", "fc_neurons", "dropout", "num_classes", "in_channels",
         "image_size",
     }  # fmt: skip
@@ -309,10 +309,10 @@ class NumpyCustomCNN:
 
 
 class NumpyRNNClassifier:
-    """NumPy twin of ``models.text.RNNClassifier`` (eval mode); ``pad_idx`` as given to it."""
+    """NumPy twin of ``runner.models.text.RNNClassifier`` (eval mode); ``pad_idx`` as given to it."""
 
     CONFIG_KEYS = {
-        "_target_", "name", "init", "cell", "embed_dim", "hidden_size", "num_layers",
+        "family", "name", "init", "cell", "embed_dim", "hidden_size", "num_layers",
         "bidirectional", "dropout", "rnn_dropout", "embed_dropout", "pooling", "nonlinearity",
         "num_classes", "vocab_size", "pad_idx",
     }  # fmt: skip
@@ -369,10 +369,8 @@ class NumpyRNNClassifier:
         return np.where(real, out, -np.inf).max(axis=1)
 
 
-MODELS: dict[str, type] = {
-    "models.custom_cnn.CustomCNN": NumpyCustomCNN,
-    "models.text.RNNClassifier": NumpyRNNClassifier,
-}
+# model family (the model registry's name, runner.zoo) -> its NumPy twin
+TWINS: dict[str, type] = {"custom_cnn": NumpyCustomCNN, "rnn": NumpyRNNClassifier}
 
 
 def build_numpy_model(
@@ -381,9 +379,11 @@ def build_numpy_model(
     """The NumPy twin of the model described by ``model_cfg`` (a run's ``config["model"]``)
     with weights ``state`` (parameter name → array). ``kwargs``: ``pad_idx`` for text models.
     Returns a callable mapping a batch of inputs to float64 logits."""
-    target = model_cfg.get("_target_")
-    if target not in MODELS:
-        raise ValueError(f"no NumPy reference for model {target!r}; supported: {', '.join(MODELS)}")
-    if target == "models.text.RNNClassifier":
+    family = model_cfg.get("family")
+    if family not in TWINS:
+        raise ValueError(
+            f"no NumPy reference for model family {family!r}; supported: {', '.join(TWINS)}"
+        )
+    if family == "rnn":
         return NumpyRNNClassifier(model_cfg, state, **kwargs)
     return NumpyCustomCNN(model_cfg, state)

@@ -3,8 +3,9 @@
     runner-predict RUN_DIR IMAGE... | FOLDER... [--out predictions.csv] [--top-k 3]
                    [--device auto] [--batch-size 64] [--checkpoint best|last|PATH]
 
-The model is rebuilt from the checkpoint's own config (``checkpoint["config"]["model"]``)
-and its weights; images get the run's exact preprocessing: converted to RGB or grey
+The model is rebuilt through the model registry from the checkpoint's config
+(``model.family`` and plain values; :func:`runner.checkpoint.load_model`) and its
+weights; images get the run's exact preprocessing: converted to RGB or grey
 like the training data, shorter side resized to the training size and centre-cropped
 (:func:`runner.data.imagefolder.decode_image`, the decoder the image-folder datasets
 use), then normalised with the run's mean/std (``checkpoint["data"]``).
@@ -18,148 +19,19 @@ Unreadable files are listed on stderr and in ``<out stem>_skipped.csv``, not fat
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from runner.errors import CheckpointError, RunnerError
-
-CHECKPOINT_CHOICES = ("best", "last")
-
-
-# ------------------------------------------------------------------ loading
-
-
-def checkpoint_path(run: str | Path, which: str = "best") -> Path:
-    """The checkpoint file of ``run``: a run directory (``which`` = best | last) or a .pt file."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    if which not in CHECKPOINT_CHOICES:
-        path = Path(which)
-        if path.is_file():
-            return path
-        raise CheckpointError(
-            f"--checkpoint {which!r}: not best, last or an existing file; valid: "
-            f"{', '.join(CHECKPOINT_CHOICES)} or a path to a .pt file"
-        )
-    if not run.is_dir():
-        raise CheckpointError(f"no run directory at {run}")
-    path = run / "checkpoints" / f"{which}.pt"
-    if path.exists():
-        return path
-    found = sorted(p.name for p in (run / "checkpoints").glob("*.pt"))
-    raise CheckpointError(
-        f"{path} does not exist (checkpoints there: {found or 'none'}). Was the run trained "
-        "with trainer.checkpointing=false, or did it fail before its first epoch?"
-    )
-
-
-@dataclass
-class Preprocessing:
-    """How the run's inputs were made: uint8 images → ``(x / 255 - mean) / std``.
-
-    kind: image | text. image_size: (height, width) in pixels. mean/std: per channel,
-    in units of [0, 1] pixel values.
-    """
-
-    kind: str
-    channels: int
-    image_size: tuple[int, int]
-    mean: list[float]
-    std: list[float]
-    classes: list[str]
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    tta: str = "none"  # the run's trainer.tta: flip = average with the mirrored image
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Preprocessing:
-        data = ckpt.get("data")
-        if not data:
-            raise CheckpointError(
-                "this checkpoint has no 'data' entry (input shape, mean, std): it was written "
-                "by an older runner. Train the run again to predict or export with it."
-            )
-        shape = [int(v) for v in data["input_shape"]]
-        image = data["kind"] == "image"
-        kwargs = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in data["model_kwargs"].items()
-        }
-        trainer = (ckpt.get("config") or {}).get("trainer") or {}
-        return cls(
-            kind=data["kind"],
-            channels=shape[0] if image else 0,
-            image_size=(shape[1], shape[2]) if image else (0, 0),
-            mean=list(data["mean"]) or [0.0] * (shape[0] if image else 0),
-            std=list(data["std"]) or [1.0] * (shape[0] if image else 0),
-            classes=list(ckpt["classes"]),
-            model_kwargs=kwargs,
-            tta=str(trainer.get("tta", "none")) if image else "none",
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: what a deployment needs to feed the model."""
-        return {
-            "kind": self.kind,
-            "input_layout": "NCHW float32" if self.kind == "image" else "N,L int64 token ids",
-            "channels": self.channels,
-            "color_mode": "RGB" if self.channels == 3 else "L (grey)",
-            "image_size": list(self.image_size),
-            "resize": "shorter side to image_size (bilinear, antialiased), then centre crop",
-            "scale": "pixel / 255",
-            "mean": self.mean,
-            "std": self.std,
-            "classes": self.classes,
-            "test_time_augmentation": "average the logits of the image and its left-right "
-            "mirror (the run was evaluated so)"
-            if self.tta == "flip"
-            else "none",
-        }
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, C, H, W)`` → float32 normalised, as the training loader does."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() / 255.0 - mean) / std
-
-
-def build_model(ckpt: dict[str, Any], pre: Preprocessing) -> torch.nn.Module:
-    """The checkpoint's model (config ``model`` + dataset kwargs) with its weights, in eval mode."""
-    from hydra.utils import get_class, instantiate
-
-    from runner.engine import load_weights
-
-    model_cfg = dict(ckpt["config"]["model"])
-    target = get_class(model_cfg["_target_"])
-    params = inspect.signature(target).parameters
-    kwargs = pre.model_kwargs
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    model = instantiate(model_cfg, **kwargs, _convert_="all")
-    load_weights(model, ckpt["model"], Path(str(ckpt.get("_path", "checkpoint"))))
-    return model.eval()
-
-
-def load_model(
-    run: str | Path, which: str = "best"
-) -> tuple[torch.nn.Module, Preprocessing, dict[str, Any]]:
-    """Model (CPU, eval mode), preprocessing and raw checkpoint of a run directory or .pt file."""
-    from runner.engine import load_checkpoint_file
-
-    path = checkpoint_path(run, which)
-    ckpt = load_checkpoint_file(path)
-    ckpt["_path"] = str(path)
-    pre = Preprocessing.from_checkpoint(ckpt)
-    return build_model(ckpt, pre), pre, ckpt
-
+from runner.checkpoint import Preprocessing, load_model
+from runner.errors import RunnerError
 
 # ------------------------------------------------------------------ images
 

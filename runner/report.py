@@ -206,4 +206,6 @@ def render(
 
 
 def write_report(run_dir: Path, *args: Any, **kwargs: Any) -> Path:
-    return write_text(run_dir / "report.md", render(run_dir, *args, **kwargs))
+    from runner.rundir import REPORT
+
+    return write_text(run_dir / REPORT, render(run_dir, *args, **kwargs))

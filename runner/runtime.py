@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -110,3 +113,38 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def progress_bar(setting: Any, total: int, desc: str) -> Any:
+    """A tqdm bar, or ``None``: ``auto`` shows it only on a terminal (tqdm's
+    ``disable=None``), true always, false never."""
+    if setting is False or str(setting).lower() == "false":
+        return None
+    from tqdm.auto import tqdm
+
+    disable = None if str(setting) == "auto" else False
+    bar = tqdm(total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True)
+    return None if bar.disable else bar
+
+
+class SignalCatcher:
+    """While active, SIGINT/SIGTERM call ``on_signal`` (the loop stops after the current
+    step) instead of killing the process; the previous handlers come back on exit."""
+
+    def __init__(self, on_signal: Callable[[], None]) -> None:
+        self.on_signal = on_signal
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.warning("signal %s received: stopping after this step", signal.Signals(signum).name)
+        self.on_signal()
+
+    def __enter__(self) -> SignalCatcher:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

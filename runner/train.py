@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +10,13 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from runner import build
-from runner.callbacks import Callback, MetricsCSV, write_metrics
+from runner import build, checkpoint, rundir
+from runner.callbacks import Callback, TestOutputs
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
-from runner.engine import Trainer
 from runner.errors import CheckpointError
 from runner.io import write_csv, write_json, write_text
+from runner.rundir import RunDir
 from runner.runtime import resolve_device, seed_everything, set_threads
 from runner.validate import validate
 
@@ -26,175 +24,218 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train ``cfg``, evaluate the best checkpoint on the test split, write the run directory.
+    """Train ``cfg``, evaluate the best weights on the test split, write the run directory.
 
-    Returns the summary (the contents of ``summary.json``).
+    Returns the summary (the contents of ``summary.json``). Nothing is written before the
+    config is valid; once the run has started, an error marks it ``failed`` (and is
+    raised again).
     """
     validate(cfg)
-    from runner.distributed import setup as setup_distributed  # issue 10: torchrun (DDP)
+    from runner.distributed import setup as setup_distributed
 
     setup_distributed(cfg)  # no-op for one process; else joins the group, one run dir
-    run_dir = Path(cfg.run_dir)
-    previous = _finished_summary(run_dir, cfg.trainer.max_epochs) if cfg.trainer.resume else None
-    if previous is not None:
-        log.info("run in %s already finished (%s): skipping", run_dir, previous["status"])
-        return previous
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "summary.json", {"status": "running"})
+    run = RunDir(cfg.run_dir)
+    resume_from = resume_checkpoint(cfg, run)
+    if cfg.trainer.resume:
+        previous = run.finished_summary(int(cfg.trainer.max_epochs))
+        if previous is not None:
+            log.info("run in %s already finished (%s): skipping", run.path, previous["status"])
+            return previous
+    run.start()
+    try:
+        return _train(cfg, run, resume_from)
+    except BaseException as err:
+        run.fail(err)
+        raise
+
+
+def _train(cfg: DictConfig, run: RunDir, resume_from: Path | None) -> dict[str, Any]:
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     threads = set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
-    log.info("device %s, %d CPU threads, run directory %s", device, threads, run_dir)
-
+    log.info("device %s, %d CPU threads, run directory %s", device, threads, run.path)
     data = build.build_data(cfg)
-    _write_data_files(run_dir, data)
-    model = build.build_model(cfg.model, data)
-    info = _model_info(model, data, run_dir)
-    callbacks: list[Callback] = [
-        MetricsCSV(run_dir / "metrics.csv"),
-        *extra_callbacks(cfg, run_dir),
-    ]
-    trainer = Trainer(cfg, model, data, device, run_dir, callbacks)
-    _maybe_resume(trainer, cfg, run_dir)
-
-    status = trainer.fit()
-    return finish(trainer, status, info)
+    _write_data_files(run, data)
+    model = build.build_model(cfg, data)
+    params = sum(p.numel() for p in model.parameters())
+    log.info("model has %s parameters", f"{params:,}")
+    built = build.build_run(cfg, data, model, device, run, extra_callbacks(cfg, run, data))
+    if resume_from is not None:
+        checkpoint.restore(built.loop, built.loop.callbacks, checkpoint.load(resume_from), resume_from)
+    result = built.loop.fit()
+    return finish(cfg, run, built, data, result)
 
 
-def extra_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
-    """Optional callbacks (diagnostics, experiment trackers) contributed by other modules."""
+def resume_checkpoint(cfg: DictConfig, run: RunDir) -> Path | None:
+    """The checkpoint ``trainer.resume`` points at: None (start afresh), the run's last
+    checkpoint (true) or a file; a missing file named explicitly is an error."""
+    resume = cfg.trainer.resume
+    if resume in (False, None, "false", ""):
+        return None
+    path = run.checkpoint("last") if resume in (True, "true") else Path(resume)
+    if path.exists():
+        return path
+    if resume in (True, "true"):
+        log.info("trainer.resume=true but %s does not exist: starting afresh", path)
+        return None
+    raise CheckpointError(f"trainer.resume={resume}: no such checkpoint file")
+
+
+def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Callback]:
+    """Optional callbacks: diagnostics, then experiment trackers (which go last, so they see
+    what the others add to the summary)."""
     from runner.diagnostics import build_callbacks
     from runner.tracking import build_loggers
 
-    callbacks: list[Callback] = [*build_callbacks(cfg, run_dir)]  # issue 6: diagnostics
-    # experiment trackers (issue 10) go last, so they see what the others add to the summary
-    callbacks += build_loggers(cfg, run_dir)
-    return callbacks
+    return [*build_callbacks(cfg, run.path, data), *build_loggers(cfg, run.path)]
 
 
-def finish(trainer: Trainer, status: str, info: dict[str, Any]) -> dict[str, Any]:
-    """Test the best weights and write metrics, evaluation, figures, summary and report."""
-    from runner import evaluate, plots, report
+def finish(cfg: DictConfig, run: RunDir, built: build.BuiltRun, data: DataBundle, result: Any) -> dict:
+    """Test the best weights; write metrics, evaluation, figures, summary and report."""
+    from runner import plots, report
 
-    cfg, run_dir, st = trainer.cfg, trainer.run_dir, trainer.state
-    history = pd.DataFrame(st.history)
-    write_metrics(run_dir / "metrics.csv", st.history)
-    best_epoch = trainer.load_best_weights() if st.history else 0
-    test_loader = BatchLoader(
-        trainer.data.test,
-        cfg.trainer.eval_batch_size,
-        trainer.device,
-        trainer.data,
-        channels_last=trainer.channels_last,
-    )
-    result = None
-    if len(trainer.data.test) and st.history:
-        logits, y = trainer.predict(test_loader)
-        trainer.test_logits = (logits, y)  # diagnostics reuse them: no second test pass
-        result = evaluate.evaluate_logits(logits, y, trainer.data.classes)
-        write_csv(run_dir / "eval" / "classification_report.csv", result.report)
-        write_csv(run_dir / "eval" / "confusion_matrix.csv", result.confusion, index=True)
-        plots.plot_confusion(result.confusion, run_dir / "eval" / "confusion_matrix.png")
+    loop, best = built.loop, built.checkpointing
+    history = pd.DataFrame(loop.state.history)
+    run.write_metrics(loop.state.history)
+    if loop.state.history:
+        _load_best_weights(loop, best)
+    test = _test(loop, data, built.eval_options, run)
     if len(history):
         title = f"{cfg.model.name} on {cfg.dataset.name}"
-        plots.plot_curves(history, best_epoch, run_dir / "curves.png", title)
-    summary = build_summary(trainer, status, info, history, result)
-    trainer.summary = summary
-    for cb in trainer.callbacks:  # e.g. diagnostics add their findings and report sections
-        if hasattr(cb, "on_summary"):
-            cb.on_summary(trainer, summary)
-    sections = getattr(trainer, "report_sections", [])
-    report.write_report(
-        run_dir, cfg, summary, history, result.report if result is not None else None, sections
-    )
-    write_json(run_dir / "summary.json", summary)
-    for cb in trainer.callbacks:  # issue 10: trackers upload the finished run directory
-        if hasattr(cb, "on_run_end"):
-            cb.on_run_end(trainer, summary)
+        plots.plot_curves(history, best.best_epoch, run / rundir.CURVES, title)
+    summary = build_summary(cfg, run, loop, best.best_epoch, result, data, history, test)
+    sections: list[str] = []
+    for cb in loop.callbacks:  # diagnostics add their findings and report sections
+        sections += cb.on_summary(loop, summary, test)
+    table = test.evaluation.report if test is not None else None
+    report.write_report(run.path, cfg, summary, history, table, sections)
+    run.finish(summary)
+    for cb in loop.callbacks:  # trackers upload the finished run directory
+        cb.on_run_end(loop, summary)
+    test_acc = "n/a" if summary["test_acc"] is None else f"{summary['test_acc']:.4f}"
     log.info(
-        "%s: best epoch %s, val acc %.4f, test acc %s — %s",
-        status,
-        best_epoch,
+        "%s: best epoch %s, val acc %s, test acc %s — %s",
+        result.status,
+        best.best_epoch,
         summary["best_val_acc"],
-        _pct(summary["test_acc"]),
-        run_dir,
+        test_acc,
+        run.path,
     )
     return summary
+
+
+def _load_best_weights(loop: Any, best: Any) -> None:
+    """Put the best epoch's weights into the model (and its moving average)."""
+    weights = best.best_weights
+    path = best.best_path
+    if weights is None and path.exists():
+        weights = checkpoint.load(path)[checkpoint.MODEL]
+    if weights is not None:
+        for model in {loop.model, loop.evaluated_model()}:
+            checkpoint.load_weights(model, weights, path)
+
+
+def _test(loop: Any, data: DataBundle, options: Any, run: RunDir) -> TestOutputs | None:
+    """Logits and evaluation of the test split (written to eval/), if there is one."""
+    from runner import evaluate, plots
+
+    if not len(data.test) or not loop.state.history:
+        return None
+    logits, y = loop.predict(BatchLoader(data.test, data, options))
+    result = evaluate.evaluate_logits(logits, y, data.classes)
+    write_csv(run / rundir.EVAL / "classification_report.csv", result.report)
+    write_csv(run / rundir.EVAL / "confusion_matrix.csv", result.confusion, index=True)
+    plots.plot_confusion(result.confusion, run / rundir.EVAL / "confusion_matrix.png")
+    return TestOutputs(logits, y, result)
 
 
 def build_summary(
-    trainer: Trainer, status: str, info: dict[str, Any], history: pd.DataFrame, result: Any
+    cfg: DictConfig,
+    run: RunDir,
+    loop: Any,
+    best_epoch: int,
+    result: Any,
+    data: DataBundle,
+    history: pd.DataFrame,
+    test: TestOutputs | None,
 ) -> dict[str, Any]:
-    st = trainer.state
-    best = history[history["epoch"] == st.best_epoch].iloc[0] if st.best_epoch else None
+    """The figures of summary.json (the diagnostics add ``diagnoses`` and more)."""
+    state = loop.state
+    best = history[history["epoch"] == best_epoch].iloc[0] if best_epoch else None
     last = history.iloc[-1] if len(history) else None
-    summary: dict[str, Any] = {
-        "status": status,
-        "monitor": trainer.t.monitor,
-        "best_epoch": st.best_epoch,
-        "epochs_run": st.epoch,
-        "best_val_acc": _f(best, "val_acc"),
-        "best_val_loss": _f(best, "val_loss"),
-        "best_val_macro_f1": _f(best, "val_macro_f1"),
-        "best_train_acc": _f(best, "train_acc"),
-        "final_train_acc": _f(last, "train_acc"),
-        "final_train_loss": _f(last, "train_loss"),
-        "final_val_acc": _f(last, "val_acc"),
-        "final_val_loss": _f(last, "val_loss"),
-        "test_acc": result.accuracy if result else None,
-        "test_macro_f1": result.macro_f1 if result else None,
-        "test_loss": result.loss if result else None,
-        **({f"test_{k}": v for k, v in result.top_k.items()} if result else {}),
-        "params": info["params"],
-        "flops": info.get("flops"),
-        "train_seconds": round(st.train_seconds, 3),
-        "images_per_second": round(st.train_images / st.train_seconds, 1)
-        if st.train_seconds
-        else None,
-        "device": str(trainer.device),
-        "precision": str(trainer.t.precision),
-        "classes": list(trainer.data.classes),
-        "stop_reason": trainer.stop_reason,
+    evaluation = test.evaluation if test is not None else None
+    seconds = state.train_seconds
+    return {
+        "status": result.status,
+        "monitor": str(cfg.trainer.monitor),
+        "best_epoch": best_epoch,
+        "epochs_run": state.epoch,
+        "best_val_acc": _value(best, "val_acc"),
+        "best_val_loss": _value(best, "val_loss"),
+        "best_val_macro_f1": _value(best, "val_macro_f1"),
+        "best_train_acc": _value(best, "train_acc"),
+        "final_train_acc": _value(last, "train_acc"),
+        "final_train_loss": _value(last, "train_loss"),
+        "final_val_acc": _value(last, "val_acc"),
+        "final_val_loss": _value(last, "val_loss"),
+        "test_acc": evaluation.accuracy if evaluation else None,
+        "test_macro_f1": evaluation.macro_f1 if evaluation else None,
+        "test_loss": evaluation.loss if evaluation else None,
+        **({f"test_{k}": v for k, v in evaluation.top_k.items()} if evaluation else {}),
+        "params": sum(p.numel() for p in loop.model.parameters()),
+        "flops": model_flops(loop.model, data, run),
+        "train_seconds": round(seconds, 3),
+        "images_per_second": round(state.train_images / seconds, 1) if seconds else None,
+        "device": str(loop.device),
+        "precision": str(cfg.trainer.precision),
+        "classes": list(data.classes),
+        "stop_reason": _stop_reason(result, state.epoch, bool(cfg.trainer.checkpointing)),
         "diagnoses": [],
     }
-    return summary
 
 
-def _f(row: Any, key: str) -> float | None:
+def _stop_reason(result: Any, epoch: int, saved: bool) -> str | None:
+    if result.status == "diverged":
+        where = (
+            f"The last good weights are in checkpoints/last.pt (epoch {epoch})."
+            if saved and epoch
+            else "No epoch finished, so no weights were kept."
+        )
+        return (
+            f"{result.reason}. {where} Try a lower optimizer.lr (e.g. ÷10), "
+            "trainer.grad_clip=1.0, a warm-up (scheduler.warmup_epochs=1) or trainer.precision=32."
+        )
+    if result.status == "interrupted":
+        return f"{result.reason}; resume with trainer.resume=true"
+    return result.reason
+
+
+def model_flops(model: torch.nn.Module, data: DataBundle, run: RunDir) -> int | None:
+    """FLOPs of one forward pass of one sample (torch's FlopCounterMode), after training so
+    the count costs no start-up time; the per-layer table goes to model_summary.csv."""
+    from runner.models.summary import summarize
+
+    dtype = torch.long if data.kind == "text" else torch.float32
+    try:
+        result = summarize(model, data.input_shape(), dtype=dtype)
+    except Exception as err:  # a counting failure must not cost the run
+        log.warning("could not count the model's FLOPs: %s", err)
+        return None
+    write_csv(run / rundir.MODEL_SUMMARY, pd.DataFrame(result.rows))
+    log.info("model: %.1f MFLOPs per sample", result.flops / 1e6)
+    return int(result.flops)
+
+
+def _value(row: Any, key: str) -> float | None:
     if row is None or key not in row:
         return None
     value = float(row[key])
     return None if value != value else value  # NaN → null in JSON
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def _model_info(model: torch.nn.Module, data: DataBundle, run_dir: Path) -> dict[str, Any]:
-    """Parameter count and FLOPs, logged and written as model_summary.csv."""
-    params = sum(p.numel() for p in model.parameters())
-    info: dict[str, Any] = {"params": params, "flops": None}
-    try:
-        from models.summary import summarize
-    except ImportError:
-        summarize = None
-    if summarize is not None:
-        dtype = torch.long if data.kind == "text" else torch.float32
-        started = time.perf_counter()
-        result = summarize(model, data.input_shape(), dtype=dtype)
-        info["flops"] = int(result.flops)
-        write_csv(run_dir / "model_summary.csv", pd.DataFrame(result.rows))
-        log.debug("model summary in %.2fs", time.perf_counter() - started)
-    flops = f", {info['flops'] / 1e6:.1f} MFLOPs per sample" if info["flops"] else ""
-    log.info("model has %s parameters%s", f"{params:,}", flops)
-    return info
-
-
-def _write_data_files(run_dir: Path, data: DataBundle) -> None:
-    counts = data.split_counts()
-    frame = pd.DataFrame({"class": data.classes, **counts})
-    write_csv(run_dir / "class_counts.csv", frame)
+def _write_data_files(run: RunDir, data: DataBundle) -> None:
+    frame = pd.DataFrame({"class": data.classes, **data.split_counts()})
+    write_csv(run / rundir.CLASS_COUNTS, frame)
     log.info(
         "splits: train %d, val %d, test %d %s",
         len(data.train),
@@ -203,38 +244,10 @@ def _write_data_files(run_dir: Path, data: DataBundle) -> None:
         "texts" if data.kind == "text" else "images",
     )
     for name, content in data.artifacts.items():
-        path = run_dir / name
+        path = run / name
         if isinstance(content, (dict, list)):
             write_json(path, content)
         elif isinstance(content, pd.DataFrame):
             write_csv(path, content)
         else:
             write_text(path, str(content))
-
-
-def _maybe_resume(trainer: Trainer, cfg: DictConfig, run_dir: Path) -> None:
-    resume = cfg.trainer.resume
-    if resume in (False, None, "false", ""):
-        return
-    path = run_dir / "checkpoints" / "last.pt" if resume in (True, "true") else Path(resume)
-    if not path.exists():
-        if resume in (True, "true"):
-            log.info("trainer.resume=true but %s does not exist: starting afresh", path)
-            return
-        raise CheckpointError(f"trainer.resume={resume}: no such checkpoint file")
-    trainer.load_checkpoint(path)
-
-
-def _finished_summary(run_dir: Path, max_epochs: int) -> dict[str, Any] | None:
-    """The summary of a run that needs no more training (a larger max_epochs extends it)."""
-    path = run_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    status = summary.get("status")
-    if status == "early_stopped" or (
-        status == "completed" and summary.get("epochs_run", 0) >= max_epochs
-    ):
-        return summary
-    return None

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
 from runner.errors import RunnerError
@@ -34,22 +33,22 @@ def verify_run(
     run_dir: str | Path,
     split: str = "test",
     batch_size: int = 256,
-    checkpoint: str = "best",
+    which: str = "best",
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Compare torch and NumPy forwards of ``run_dir``'s checkpoint on ``split``; write and
     return the ``verify.json`` figures.
 
     split: train | val | test. batch_size: samples per forward (bounds NumPy memory).
-    checkpoint: best | last (``checkpoints/<name>.pt``).
+    which: best | last (``checkpoints/<name>.pt``).
     threads: CPU threads for torch and NumPy's BLAS; None = the run's trainer.num_threads
     (0 = the cores this process may use).
     """
     from threadpoolctl import threadpool_limits
 
-    from runner import build
-    from runner.data.loader import BatchLoader
-    from runner.engine import load_checkpoint_file, load_weights
+    from runner import checkpoint
+    from runner.data.loader import BatchLoader, LoaderOptions
+    from runner.data.registry import build_data
     from runner.io import write_json
     from runner.numpy_ref import build_numpy_model
     from runner.runtime import set_threads
@@ -57,24 +56,18 @@ def verify_run(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     run_dir = Path(run_dir)
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        raise RunnerError(
-            f"no checkpoint at {path}: pass a run directory written by `runner` with "
-            "trainer.checkpointing=true"
-        )
-    ckpt = load_checkpoint_file(path)
-    cfg = OmegaConf.create(ckpt["config"])
-    threads = set_threads(cfg.trainer.num_threads if threads is None else threads)
-    data = build.build_data(cfg)
-    model = build.build_model(cfg.model, data)
-    load_weights(model, ckpt["model"], path)
-    model.eval()
-    state = {k: v.detach().cpu().double().numpy() for k, v in ckpt["model"].items()}
+    path = checkpoint.checkpoint_path(run_dir, which)
+    ckpt = checkpoint.load(path)
+    config = checkpoint.stored_config(ckpt)
+    run_threads = config["trainer"]["num_threads"]
+    threads = set_threads(run_threads if threads is None else threads)
+    data = build_data(config["dataset"], seed=int(config["trainer"]["seed"]))
+    model = checkpoint.rebuild_model(ckpt, path)
+    state = {k: v.detach().cpu().double().numpy() for k, v in ckpt[checkpoint.MODEL].items()}
     extra = {"pad_idx": data.extra_model_kwargs["pad_idx"]} if data.kind == "text" else {}
-    twin = build_numpy_model(ckpt["config"]["model"], state, **extra)
+    twin = build_numpy_model(config["model"], state, **extra)
 
-    loader = BatchLoader(getattr(data, split), batch_size, torch.device("cpu"), data)
+    loader = BatchLoader(getattr(data, split), data, LoaderOptions(batch_size))
     torch_logits, numpy_logits, labels, seconds = [], [], [], {"torch": 0.0, "numpy": 0.0}
     for x, y in loader:
         start = time.perf_counter()
@@ -91,8 +84,8 @@ def verify_run(
     result.update(
         split=split,
         checkpoint=str(path),
-        epoch=int(ckpt.get("epoch", 0)),
-        model=str(cfg.model._target_),
+        epoch=int(ckpt.get(checkpoint.EPOCH, 0)),
+        model=str(config["model"].get("name", config["model"]["family"])),
         torch_seconds=round(seconds["torch"], 3),
         numpy_seconds=round(seconds["numpy"], 3),
     )

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from torchvision.transforms import InterpolationMode
 
 from runner.data import augment as A
-from runner.schema import AugmentConf
+from runner.schema.dataset import AugmentConf
 
 BILINEAR = InterpolationMode.BILINEAR
 

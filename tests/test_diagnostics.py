@@ -386,7 +386,7 @@ def test_select_images_prefers_one_correct_and_one_wrong_per_class():
 
 def test_resnet_feature_maps_saliency_and_gradcam(tmp_path):
     pytest.importorskip("captum")
-    from models.resnet import ResNet
+    from runner.models.resnet import ResNet
 
     torch.manual_seed(0)
     model = ResNet(num_classes=3, in_channels=3, image_size=32, depth=18, width=8).eval()

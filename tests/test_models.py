@@ -15,10 +15,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from models.custom_cnn import CustomCNN
-from models.layers import SqueezeExcite
-from models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet
-from models.summary import summarize
+from runner.models.custom_cnn import CustomCNN
+from runner.models.layers import SqueezeExcite
+from runner.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet
+from runner.models.summary import summarize
 from runner.schema import SCHEMAS, register_all
 from runner.train import train
 from tests.conftest import compose_cfg

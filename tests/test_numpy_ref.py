@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.custom_cnn import CustomCNN
-from models.layers import ACTIVATIONS, get_activation
-from models.text import RNNClassifier
+from runner.models.custom_cnn import CustomCNN
+from runner.models.layers import ACTIVATIONS, get_activation
+from runner.models.text import RNNClassifier
 from runner import numpy_ref as nr
 from runner import verify
 from tests.conftest import only_run_dir, run_cli
@@ -228,7 +228,7 @@ def test_custom_cnn(
     padding: str, pooling: str, activation: str, batch_norm: bool, kernel: int
 ) -> None:
     cfg = {
-        "_target_": "models.custom_cnn.CustomCNN",
+        "_target_": "runner.models.custom_cnn.CustomCNN",
         "name": "custom_cnn",
         "init": "kaiming",
         "filters": [8, 16],
@@ -250,7 +250,7 @@ def test_custom_cnn(
 
 
 def test_custom_cnn_without_hidden_fc() -> None:
-    cfg = {"_target_": "models.custom_cnn.CustomCNN", "filters": [4], "fc_neurons": []}
+    cfg = {"_target_": "runner.models.custom_cnn.CustomCNN", "filters": [4], "fc_neurons": []}
     model = CustomCNN(num_classes=3, in_channels=1, image_size=8, filters=[4], fc_neurons=[]).eval()
     x = torch.randn(5, 1, 8, 8)
     assert_same_predictions(model(x), nr.build_numpy_model(cfg, numpy_state(model))(x.numpy()))
@@ -287,7 +287,7 @@ RNN_CASES = {
 @pytest.mark.parametrize("case", list(RNN_CASES))
 def test_rnn_classifier(case: str) -> None:
     cfg = {
-        "_target_": "models.text.RNNClassifier",
+        "_target_": "runner.models.text.RNNClassifier",
         "name": case,
         "embed_dim": 12,
         "hidden_size": 10,
@@ -302,7 +302,7 @@ def test_rnn_classifier(case: str) -> None:
 
 
 def test_padding_does_not_change_the_prediction() -> None:
-    cfg = {"_target_": "models.text.RNNClassifier", "cell": "lstm", "bidirectional": True}
+    cfg = {"_target_": "runner.models.text.RNNClassifier", "cell": "lstm", "bidirectional": True}
     model = RNNClassifier(
         num_classes=3, vocab_size=30, embed_dim=8, hidden_size=6, cell="lstm", bidirectional=True
     ).eval()
@@ -338,9 +338,9 @@ def test_runner_verify_without_a_checkpoint_says_so(tmp_path: Path, capsys) -> N
 def test_unknown_target_config_key_and_state_key_fail_clearly() -> None:
     model = RNNClassifier(num_classes=2, vocab_size=10, embed_dim=4, hidden_size=3)
     state = numpy_state(model)
-    with pytest.raises(ValueError, match="no NumPy reference for model 'models.resnet.ResNet'"):
-        nr.build_numpy_model({"_target_": "models.resnet.ResNet"}, state)
-    cfg = {"_target_": "models.text.RNNClassifier", "cell": "lstm"}
+    with pytest.raises(ValueError, match="no NumPy reference for model 'runner.models.resnet.ResNet'"):
+        nr.build_numpy_model({"_target_": "runner.models.resnet.ResNet"}, state)
+    cfg = {"_target_": "runner.models.text.RNNClassifier", "cell": "lstm"}
     with pytest.raises(ValueError, match="does not implement the config keys attention"):
         nr.build_numpy_model(cfg | {"attention": "se"}, state)
     with pytest.raises(ValueError, match="does not implement the layers holding extra.weight"):

@@ -46,7 +46,7 @@ def grid_of(cfg: DictConfig) -> dict[str, list[str]]:
 
 
 def is_text(cfg: DictConfig) -> bool:
-    return str(cfg.model._target_).startswith("models.text")
+    return str(cfg.model._target_).startswith("runner.models.text")
 
 
 def write_text_csvs(folder: Path) -> Path:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from models.text import RNNClassifier
+from runner.models.text import RNNClassifier
 from runner import verify
 from runner.errors import DataError
 from runner.text.nusax import load_nusax

@@ -280,6 +280,6 @@ def is_enabled(augment: Any) -> bool:
 
 
 def _augment_conf() -> type:
-    from runner.schema import AugmentConf
+    from runner.schema.dataset import AugmentConf
 
     return AugmentConf

@@ -9,6 +9,7 @@ normalises whole batches there.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,53 +17,58 @@ from runner.data import augment as aug
 from runner.data.base import DataBundle, Split
 
 
-class BatchLoader:
-    """Iterate ``(inputs, labels)`` batches of one split.
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How a :class:`BatchLoader` batches a split.
 
-    Args:
-        split: the data (moved to ``device`` here, once).
-        batch_size: samples per batch.
-        device: where batches are built.
-        data: the bundle (for kind, mean/std and augmentation).
-        train: shuffle and augment (training split) or not (evaluation).
-        seed: base seed of the per-epoch shuffling/augmentation generators.
-        channels_last: return image batches in channels_last memory format.
-        limit_batches: stop after this many batches (0 = all).
+    batch_size: samples per batch. device: where batches are built. train: shuffle and
+    augment (training split) or not (evaluation). seed: base seed of the per-epoch
+    shuffling/augmentation generators. channels_last: image batches in channels_last
+    memory format. limit_batches: stop after this many batches (0 = all).
     """
 
-    def __init__(
-        self,
-        split: Split,
-        batch_size: int,
-        device: torch.device,
-        data: DataBundle,
-        *,
-        train: bool = False,
-        seed: int = 0,
-        channels_last: bool = False,
-        limit_batches: int = 0,
-    ) -> None:
+    batch_size: int
+    device: torch.device = torch.device("cpu")
+    train: bool = False
+    seed: int = 0
+    channels_last: bool = False
+    limit_batches: int = 0
+
+    def for_eval(self, batch_size: int | None = None) -> LoaderOptions:
+        """The same device and memory format for an evaluation pass (no shuffle, no
+        augmentation, every batch)."""
+        size = self.batch_size if batch_size is None else batch_size
+        return replace(self, batch_size=size, train=False, limit_batches=0)
+
+
+class BatchLoader:
+    """Iterate ``(inputs, labels)`` batches of one split (moved to ``options.device`` here,
+    once); ``data`` gives its kind, mean/std and augmentation."""
+
+    def __init__(self, split: Split, data: DataBundle, options: LoaderOptions) -> None:
+        device = options.device
+        self.options = options
         # a StreamingSplit (runner.data.imagefolder) stays on disk and decodes the batches
         # it is asked for; every other split moves to the device once
         self.streaming = getattr(split, "streaming", False)
         self.split = split
         self.x = None if self.streaming else split.x.to(device, non_blocking=True)
         self.y = split.y.to("cpu" if self.streaming else device, non_blocking=True)
-        self.batch_size = batch_size
+        self.batch_size = options.batch_size
         self.device = device
         self.kind = data.kind
-        self.train = train
-        self.seed = seed
-        self.augment = data.augment if train and aug.is_enabled(data.augment) else None
-        self.channels_last = channels_last and data.kind == "image"
-        self.limit_batches = limit_batches
-        # issue 10: under torchrun a training loader yields this rank's shard of each epoch,
-        # in batches of batch_size // world_size (the global batch stays batch_size)
+        self.train = options.train
+        self.seed = options.seed
+        self.augment = data.augment if options.train and aug.is_enabled(data.augment) else None
+        self.channels_last = options.channels_last and data.kind == "image"
+        self.limit_batches = options.limit_batches
+        # under torchrun a training loader yields this rank's shard of each epoch, in
+        # batches of batch_size // world_size (the global batch stays batch_size)
         from runner.distributed import shard
 
-        self.rank, self.world = shard() if train else (0, 1)
+        self.rank, self.world = shard() if options.train else (0, 1)
         if self.world > 1:
-            self.batch_size = max(1, batch_size // self.world)
+            self.batch_size = max(1, options.batch_size // self.world)
         if data.kind == "image":
             std = torch.tensor(data.std or (1.0,) * data.channels, device=device)
             mean = torch.tensor(data.mean or (0.0,) * data.channels, device=device)
@@ -102,7 +108,7 @@ class BatchLoader:
         g = self._generator(epoch) if self.train else None
         n = len(self.y)
         order = torch.randperm(n, device=self.device, generator=g) if self.train else None
-        if self.world > 1:  # issue 10: same permutation on every rank, a strided shard each
+        if self.world > 1:  # same permutation on every rank, a strided shard each
             from runner.distributed import shard_order
 
             order = shard_order(order, self.rank, self.world)

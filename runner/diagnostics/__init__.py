@@ -8,7 +8,7 @@
 - :func:`runner.diagnostics.rules.sweep_diagnoses` judges a sweep's runs (degradation).
 
 The names are imported lazily, so registering the config schema
-(:mod:`runner.diagnostics.schema`) stays cheap.
+(:mod:`runner.schema.diagnostics`) stays cheap.
 """
 
 from __future__ import annotations

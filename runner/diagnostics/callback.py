@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from runner.data.base import Split
+from runner.callbacks import TestOutputs
+from runner.data.base import DataBundle, Split
 from runner.data.loader import BatchLoader
 from runner.diagnostics import figures, rules, sections
 from runner.diagnostics.probe import probe
@@ -31,32 +32,48 @@ class DiagnosticsCallback(TrainingRecorder):
     """Training diagnostics, extra evaluation, interpretability and automatic diagnoses.
 
     Args:
-        conf: the ``diagnostics`` config (:class:`runner.diagnostics.schema.DiagnosticsConf`).
+        conf: the ``diagnostics`` config (:class:`runner.schema.diagnostics.DiagnosticsConf`).
         run_dir: the run directory; files go to ``diagnostics/``, ``eval/``, ``interpret/``.
+        data: the run's dataset.
+        stages: ``model -> [(name, module)]``, the model's feature stages (from the model
+            registry) for feature maps and Grad-CAM.
         seed: picks the probe images and sampled weights.
     """
 
-    def __init__(self, conf: Any, run_dir: Path, seed: int = 0) -> None:
+    def __init__(
+        self,
+        conf: Any,
+        run_dir: Path,
+        data: DataBundle,
+        stages: Callable[[Any], list[tuple[str, Any]]],
+        seed: int = 0,
+    ) -> None:
         check(conf)
-        super().__init__(conf.interval, conf.probe_size, conf.weight_histograms, seed)
-        self.conf, self.run_dir = conf, Path(run_dir)
+        super().__init__(data, conf.interval, conf.probe_size, conf.weight_histograms, seed)
+        self.conf, self.run_dir, self.stages = conf, Path(run_dir), stages
         self.start_sample_values = HIST_VALUES if conf.figures else 0
         self.failures: list[str] = []
 
     # ------------------------------------------------------------------ after the test
-    def on_summary(self, trainer: Any, summary: dict[str, Any]) -> None:
+    def on_summary(
+        self, loop: Any, summary: dict[str, Any], test: TestOutputs | None
+    ) -> list[str]:
         started = time.perf_counter()
-        history = pd.DataFrame(trainer.state.history)
+        history = pd.DataFrame(loop.state.history)
         out: list[str] = []
-        test = self._guard("test predictions", lambda: self._test_predictions(trainer), None)
+        predictions = None
         if test is not None:
+            predictions = self._guard("test predictions", lambda: self._predictions(test), None)
+        if predictions is not None:
             out.append(
-                self._guard("evaluation", lambda: self._evaluation(trainer, summary, *test), "")
+                self._guard("evaluation", lambda: self._evaluation(loop, summary, *predictions), "")
             )
-        out.append(self._guard("training diagnostics", lambda: self._training(trainer), ""))
-        if test is not None and trainer.data.kind == "image" and self.conf.interpret.enabled:
-            out.append(self._guard("interpretability", lambda: self._interpret(trainer, *test), ""))
-        report = test[3] if test is not None else None
+        out.append(self._guard("training diagnostics", lambda: self._training(loop), ""))
+        if predictions is not None and self.data.kind == "image" and self.conf.interpret.enabled:
+            out.append(
+                self._guard("interpretability", lambda: self._interpret(loop, *predictions), "")
+            )
+        report = predictions[2] if predictions is not None else None
         found = self._guard(
             "diagnoses",
             lambda: rules.diagnose(
@@ -75,7 +92,6 @@ class DiagnosticsCallback(TrainingRecorder):
             out.append(
                 "*Diagnostics not produced (see runner.log): " + "; ".join(self.failures) + ".*\n"
             )
-        trainer.report_sections = [*getattr(trainer, "report_sections", []), *(s for s in out if s)]
         for d in found:
             log.log(
                 logging.WARNING if d["severity"] != "info" else logging.INFO,
@@ -85,6 +101,7 @@ class DiagnosticsCallback(TrainingRecorder):
                 d["message"],
             )
         log.info("diagnostics written in %.1fs", time.perf_counter() - started)
+        return [s for s in out if s]
 
     def _guard(self, what: str, fn: Callable[[], Any], default: Any) -> Any:
         """Diagnostics never break a run: a failure is logged and named in the report."""
@@ -100,31 +117,17 @@ class DiagnosticsCallback(TrainingRecorder):
             self.failures.append(f"{what} ({type(err).__name__})")
             return default
 
-    def _test_predictions(self, trainer: Any):
-        data = trainer.data
-        if not len(data.test) or not trainer.state.history:
-            return None
-        loader = BatchLoader(
-            data.test,
-            trainer.cfg.trainer.eval_batch_size,
-            trainer.device,
-            data,
-            channels_last=trainer.channels_last,
-        )
-        from runner.evaluate import evaluate_logits
+    def _predictions(self, test: TestOutputs):
+        """Probabilities, labels and the per-class table of the test split."""
+        proba = torch.softmax(test.logits, 1).numpy()
+        return proba, test.labels.numpy(), test.evaluation.report
 
-        cached = getattr(trainer, "test_logits", None)  # set by finish() where it keeps them
-        logits, y = cached if cached is not None else trainer.predict(loader)
-        result = evaluate_logits(logits, y, list(data.classes))
-        proba = torch.softmax(logits, 1).numpy()
-        return loader, proba, y.numpy(), result.report
-
-    def _evaluation(self, trainer: Any, summary: dict[str, Any], loader, proba, y, report) -> str:
+    def _evaluation(self, loop: Any, summary: dict[str, Any], proba, y, report) -> str:
         from runner import evaluate, plots
 
         if not self.conf.evaluation:
             return ""
-        classes = list(trainer.data.classes)
+        classes = list(self.data.classes)
         roc = evaluate.roc_curves(y, proba, classes)
         write_csv(self.run_dir / "eval" / "roc_curves.csv", roc)
         per_class = report[~report["class"].isin(rules.AVERAGE_ROWS)]["auc"]
@@ -133,33 +136,27 @@ class DiagnosticsCallback(TrainingRecorder):
         if len(roc):
             plots.plot_roc(roc, self.run_dir / "eval" / "roc_curves.png")
         errors = None
-        if trainer.data.kind == "image" and self.conf.misclassified > 0:
+        if self.data.kind == "image" and self.conf.misclassified > 0:
             errors = evaluate.confident_errors(proba, y, classes, self.conf.misclassified)
-            names = trainer.data.test.names
+            names = self.data.test.names
             if names is not None:
                 errors.insert(1, "name", [names[i] for i in errors["index"]])
             write_csv(self.run_dir / "eval" / "misclassified.csv", errors)
             if len(errors):
-                images = [trainer.data.test.x[i].numpy() for i in errors["index"]]
+                images = [self.data.test.x[i].numpy() for i in errors["index"]]
                 plots.plot_misclassified(
                     images, errors, self.run_dir / "eval" / "misclassified.png"
                 )
-        if len(trainer.data.val):
-            val_loader = BatchLoader(
-                trainer.data.val,
-                trainer.cfg.trainer.eval_batch_size,
-                trainer.device,
-                trainer.data,
-                channels_last=trainer.channels_last,
-            )
-            logits, yv = trainer.predict(val_loader)
+        if len(self.data.val):
+            val_loader = BatchLoader(self.data.val, self.data, loop.val_loader.options.for_eval())
+            logits, yv = loop.predict(val_loader)
             table = evaluate.evaluate_logits(logits, yv, classes).report
             write_csv(self.run_dir / "eval" / "val_classification_report.csv", table)
         return sections.evaluation_section(self.run_dir, roc, errors)
 
-    def _training(self, trainer: Any) -> str:
+    def _training(self, loop: Any) -> str:
         d = self.run_dir / "diagnostics"
-        steps_per_epoch = len(trainer.train_loader)
+        steps_per_epoch = len(loop.train_loader)
         grads, steps, acts = self.gradients(), self.steps(), self.activations()
         tables = {
             "gradients": grads,
@@ -180,7 +177,7 @@ class DiagnosticsCallback(TrainingRecorder):
             weight_hist = figures.histogram_table(samples, bins, ("start", "end"))
             write_csv(d / "weight_hist.csv", weight_hist)
         if self.probe_batches and self.conf.figures:
-            _, act_end = probe(trainer.model, self.probe_batches, HIST_VALUES)
+            _, act_end = probe(loop.model, self.probe_batches, HIST_VALUES)
             samples = {
                 k: {"start": self.act_start.get(k, np.zeros(0)), "end": v}
                 for k, v in act_end.items()
@@ -216,33 +213,31 @@ class DiagnosticsCallback(TrainingRecorder):
             {"interval": self.every, "probe_size": sum(len(b) for b in self.probe_batches)},
         )
 
-    def _interpret(self, trainer: Any, loader, proba, y, report) -> str:
+    def _interpret(self, loop: Any, proba, y, report) -> str:
         from runner import interpret
 
         c = self.conf.interpret
-        chosen = interpret.select_images(proba, y, list(trainer.data.classes), c.images)
+        chosen = interpret.select_images(proba, y, list(self.data.classes), c.images)
         if not len(chosen):
             return ""
         idx = torch.tensor(chosen["index"].tolist(), dtype=torch.long)
-        images = trainer.data.test.x[idx]
-        subset = Split(images, trainer.data.test.y[idx])
-        prepared = BatchLoader(subset, len(subset), trainer.device, trainer.data)
-        inputs = next(iter(prepared.epoch()))[0]
+        images = self.data.test.x[idx]
+        subset = Split(images, self.data.test.y[idx])
+        options = loop.val_loader.options.for_eval(len(subset))
+        inputs = next(iter(BatchLoader(subset, self.data, options).epoch()))[0]
         written = interpret.explain(
-            trainer.model,
+            loop.model,
+            self.stages,
             images,
             inputs,
             chosen,
-            list(trainer.data.classes),
+            list(self.data.classes),
             self.run_dir / "interpret",
             c.channels,
             c.gradcam_min_size,
             c.feature_maps,
         )
-        note = ""
-        if not any(p.name == "saliency_gradcam.png" for p in written):
-            note = "*Saliency and Grad-CAM need captum (`pip install captum`); skipped.*"
-        return sections.interpret_section(self.run_dir, written, note)
+        return sections.interpret_section(self.run_dir, written)
 
 
 def check(conf: Any) -> None:
@@ -267,9 +262,13 @@ def check(conf: Any) -> None:
     )
 
 
-def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[DiagnosticsCallback]:
+def build_callbacks(cfg: DictConfig, run_dir: Path, data: DataBundle) -> list[DiagnosticsCallback]:
     """The diagnostics callback for ``cfg`` (none when the group is absent or disabled)."""
+    from runner import zoo
+
     conf = cfg.diagnostics  # None when the optional group is left out
     if conf is None or not conf.enabled:
         return []
-    return [DiagnosticsCallback(conf, run_dir, seed=int(cfg.trainer.seed))]
+    entry = zoo.MODELS.get(cfg.model.family)
+    stages, seed = entry.feature_stages, int(cfg.trainer.seed)
+    return [DiagnosticsCallback(conf, run_dir, data, stages, seed=seed)]

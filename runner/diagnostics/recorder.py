@@ -38,6 +38,7 @@ class TrainingRecorder(Callback):
     """Record gradients, losses, learning rates, activations and weights during ``fit``.
 
     Args:
+        data: the run's :class:`runner.data.base.DataBundle`.
         interval: optimizer steps between gradient-norm records (0 = none); epochs with
             fewer than ``4 * interval`` steps record every ``steps // 4`` steps instead.
         probe_size: training images in the fixed probe batch (0 = no activation probe).
@@ -46,8 +47,9 @@ class TrainingRecorder(Callback):
     """
 
     def __init__(
-        self, interval: int, probe_size: int, weight_histograms: bool, seed: int = 0
+        self, data: Any, interval: int, probe_size: int, weight_histograms: bool, seed: int = 0
     ) -> None:
+        self.data = data  # the run's DataBundle: probe images come from its training split
         self.interval, self.probe_size = interval, probe_size
         self.every = interval  # steps between gradient records, set per run in on_fit_start
         self.weight_histograms, self.seed = weight_histograms, seed
@@ -68,23 +70,23 @@ class TrainingRecorder(Callback):
         self.act_start: dict[str, np.ndarray] = {}  # ... for the start-vs-end histograms
 
     # ------------------------------------------------------------------ hooks
-    def on_fit_start(self, trainer: Any) -> None:
-        self.params = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
+    def on_fit_start(self, loop: Any) -> None:
+        self.params = [(n, p) for n, p in loop.model.named_parameters() if p.requires_grad]
         # short epochs still get MIN_RECORDS gradient records each
-        per_epoch = max(1, len(trainer.train_loader) // MIN_RECORDS)
+        per_epoch = max(1, len(loop.train_loader) // MIN_RECORDS)
         self.every = min(self.interval, per_epoch) if self.interval else 0
-        self.epoch = trainer.state.epoch
-        self.probe_batches = self._probe_batches(trainer)
-        self._record_weights(trainer.state.epoch)
+        self.epoch = loop.state.epoch
+        self.probe_batches = self._probe_batches(loop)
+        self._record_weights(loop.state.epoch)
         if self.weight_histograms:
             self._sample_start_weights()
-        self.act_start = self._probe(trainer, trainer.state.epoch, self.start_sample_values)
+        self.act_start = self._probe(loop, loop.state.epoch, self.start_sample_values)
 
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+    def on_epoch_start(self, loop: Any, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_after_backward(self, trainer: Any) -> None:
-        step = trainer.state.global_step + 1
+    def on_after_backward(self, loop: Any) -> None:
+        step = loop.state.global_step + 1
         if not self.every or step % self.every:
             return
         grads = [p.grad for _, p in self.params]
@@ -97,23 +99,23 @@ class TrainingRecorder(Callback):
             zero = torch.zeros((), device=present[0].device)
             norms = [next(it) if g is not None else zero for g in grads]
         vector = torch.stack([n.float() for n in norms])
-        scaler = trainer.scaler
+        scaler = loop.scaler
         if scaler.is_enabled():  # 16-mixed: gradients are scaled by the loss scale
             scale = getattr(scaler, "_scale", None)
             vector = vector / (scale if scale is not None else scaler.get_scale())
         self._norms.append(vector)
         self._norm_steps.append((step, self.epoch))
 
-    def on_train_batch_end(self, trainer: Any, epoch: int, batch: int, loss: Any) -> None:
+    def on_train_batch_end(self, loop: Any, epoch: int, batch: int, loss: Any) -> None:
         self._losses.append(loss.detach())
-        self._lrs.append((trainer.state.global_step, epoch, trainer.last_lr))
+        self._lrs.append((loop.state.global_step, epoch, loop.lr))
 
-    def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, float]) -> None:
+    def on_epoch_end(self, loop: Any, epoch: int, row: dict[str, float]) -> None:
         self._flush()
         self._record_weights(epoch)
-        self._probe(trainer, epoch)
+        self._probe(loop, epoch)
 
-    def on_fit_end(self, trainer: Any, status: str) -> None:
+    def on_fit_end(self, loop: Any, status: str) -> None:
         self._flush()  # an interrupted or diverged epoch keeps what it recorded
 
     # ------------------------------------------------------------------ tables
@@ -189,8 +191,8 @@ class TrainingRecorder(Callback):
             }
         )
 
-    def _probe_batches(self, trainer: Any) -> list[torch.Tensor]:
-        split = trainer.data.train
+    def _probe_batches(self, loop: Any) -> list[torch.Tensor]:
+        split = self.data.train
         n = min(self.probe_size, len(split))
         if n <= 0:
             return []
@@ -198,19 +200,14 @@ class TrainingRecorder(Callback):
         idx = torch.randperm(len(split), generator=g)[:n].sort().values
         subset = Split(split.x[idx], split.y[idx])
         per_sample = max(1, int(np.prod(split.x.shape[1:])))
-        loader = BatchLoader(
-            subset,
-            max(16, PROBE_VALUES // per_sample),  # digits or CIFAR: one pass; 224 px RGB: 16
-            trainer.device,
-            trainer.data,
-            channels_last=trainer.channels_last,
-        )
+        batch = max(16, PROBE_VALUES // per_sample)  # digits or CIFAR: one pass; 224 px RGB: 16
+        loader = BatchLoader(subset, self.data, loop.train_loader.options.for_eval(batch))
         return [x for x, _ in loader.epoch()]
 
-    def _probe(self, trainer: Any, epoch: int, sample_values: int = 0) -> dict[str, np.ndarray]:
+    def _probe(self, loop: Any, epoch: int, sample_values: int = 0) -> dict[str, np.ndarray]:
         if not self.probe_batches:
             return {}
-        rows, samples = probe(trainer.model, self.probe_batches, sample_values)
+        rows, samples = probe(loop.model, self.probe_batches, sample_values)
         self.activation_rows += [{"epoch": epoch, **r} for r in rows]
         return samples
 

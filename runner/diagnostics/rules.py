@@ -1,7 +1,7 @@
 """Automatic diagnoses: plain-words findings with evidence and advice.
 
 Each rule is a small pure function of the run's tables and one threshold section of
-:class:`runner.diagnostics.schema.DiagnosticsConf`; it returns a list of diagnoses::
+:class:`runner.schema.diagnostics.DiagnosticsConf`; it returns a list of diagnoses::
 
     {"code": str, "severity": "info" | "warning" | "error", "message": str,
      "evidence": {name: number}, "advice": str}
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from runner.diagnostics.probe import RELU_KINDS
-from runner.diagnostics.schema import DegradationConf, DiagnosticsConf
+from runner.schema.diagnostics import DegradationConf, DiagnosticsConf
 
 SEVERITIES = ("error", "warning", "info")
 AVERAGE_ROWS = ("macro avg", "weighted avg")

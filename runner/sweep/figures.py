@@ -14,7 +14,7 @@ import pandas as pd
 
 from runner.io import save_figure
 from runner.plots import _plt
-from runner.sweep.runs import lower_is_better
+from runner.metrics import lower_is_better
 
 _STYLES = ["-", "--", "-.", ":"]
 _MAX_LABEL = 70  # characters of a legend entry

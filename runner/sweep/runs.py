@@ -9,7 +9,6 @@ running, partly failed or copied from another machine.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +18,13 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from runner.rundir import MISSING, RESULTS, RunDir, find_runs
+
+OK_STATUSES = RESULTS  # statuses of a job that produced a result (diverged is a finding)
+
 log = logging.getLogger(__name__)
 
 SEED_KEY = "trainer.seed"
-# Statuses of a job that ran to its end (diverged is a result, not an error).
-FINISHED = ("completed", "early_stopped")
-OK_STATUSES = (*FINISHED, "diverged")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Job:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status", "missing"))
+        return str(self.summary.get("status", MISSING))
 
     @property
     def model_name(self) -> str:
@@ -69,15 +69,12 @@ class Sweep:
 
 def is_run_dir(path: Path) -> bool:
     """A directory written by one ``runner`` job."""
-    return path.is_dir() and any(
-        (path / name).exists() for name in ("summary.json", "metrics.csv", ".hydra/config.yaml")
-    )
+    return RunDir(path).is_run()
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Run directories directly under ``sweep_dir``, numeric names in numeric order."""
-    dirs = [p for p in sweep_dir.iterdir() if is_run_dir(p)]
-    return sorted(dirs, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+    return [run.path for run in find_runs(sweep_dir)]
 
 
 def load_sweep(paths: Sequence[str | Path]) -> Sweep:
@@ -114,21 +111,14 @@ def load_sweep(paths: Sequence[str | Path]) -> Sweep:
 
 def read_job(path: Path, num: str) -> Job:
     """Read one run directory; missing or torn files give empty parts, never an error."""
-    summary = _load_json(path / "summary.json")
-    metrics = None
-    if (path / "metrics.csv").exists():
-        try:
-            metrics = pd.read_csv(path / "metrics.csv")
-        except (OSError, ValueError, pd.errors.EmptyDataError) as err:
-            log.warning("cannot read %s: %s", path / "metrics.csv", err)
-    overrides = parse_overrides(_load_list(path / ".hydra" / "overrides.yaml"))
+    run = RunDir(path)
     return Job(
         num=num,
         path=path,
-        overrides=overrides,
-        summary=summary,
-        metrics=metrics,
-        config=_load_yaml(path / ".hydra" / "config.yaml"),
+        overrides=parse_overrides(run.overrides()),
+        summary=run.summary(),
+        metrics=run.metrics(),
+        config=run.config(),
     )
 
 
@@ -189,11 +179,6 @@ def monitor_of(jobs: Sequence[Job]) -> str:
     return max(set(names), key=names.count) if names else "val_loss"
 
 
-def lower_is_better(monitor: str) -> bool:
-    """``*loss`` metrics are minimised, everything else maximised (as early stopping's auto)."""
-    return "loss" in monitor
-
-
 def _key(override: Any) -> str:
     key = override.key_or_group
     return key if override.package is None else f"{key}@{override.package}"
@@ -208,25 +193,9 @@ def _select(cfg: DictConfig | None, key: str) -> Any:
         return None
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _load_yaml(path: Path) -> DictConfig | None:
     try:
         cfg = OmegaConf.load(path)
     except Exception:
         return None
     return cfg if isinstance(cfg, DictConfig) else None
-
-
-def _load_list(path: Path) -> list[str]:
-    try:
-        data = OmegaConf.load(path)
-    except Exception:
-        return []
-    return [str(x) for x in data] if not isinstance(data, DictConfig) else []

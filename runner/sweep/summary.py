@@ -27,16 +27,9 @@ import pandas as pd
 
 from runner.io import write_csv, write_text
 from runner.sweep import extras, figures
-from runner.sweep.runs import (
-    FINISHED,
-    OK_STATUSES,
-    SEED_KEY,
-    Job,
-    Sweep,
-    load_sweep,
-    lower_is_better,
-    monitor_of,
-)
+from runner.metrics import lower_is_better
+from runner.rundir import FINISHED
+from runner.sweep.runs import OK_STATUSES, SEED_KEY, Job, Sweep, load_sweep, monitor_of
 
 log = logging.getLogger(__name__)
 

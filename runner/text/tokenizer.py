@@ -5,7 +5,7 @@ single punctuation character: ``"Enak-enak, 10%!"`` → ``enak - enak , 10 % !``
 Ids: ``<pad>`` = 0, ``<unk>`` = 1, then the training tokens by falling
 frequency (ties alphabetical, so the ids are deterministic). Sequences are
 post-padded / truncated to ``max_length`` (the first tokens are kept), the
-layout :class:`models.text.RNNClassifier` expects.
+layout :class:`runner.models.text.RNNClassifier` expects.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Experiment trackers: opt-in callbacks chosen by the ``logger`` config group.
 
 ``cfg.logger`` maps a tracker name to its settings (``conf/logger/*.yaml``,
-schemas in :mod:`runner.tracking.schema`)::
+schemas in :mod:`runner.schema.logger`)::
 
     runner logger=tensorboard            # one tracker
     runner logger=[csv,tensorboard]      # several

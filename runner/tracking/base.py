@@ -107,9 +107,9 @@ class Tracker(Callback):
     def __init__(self, conf: DictConfig, cfg: DictConfig, ctx: RunContext) -> None:
         self.conf, self.cfg, self.ctx = conf, cfg, ctx
 
-    def step_due(self, trainer: Any) -> bool:
+    def step_due(self, loop: Any) -> bool:
         """Whether the optimizer step just taken should be logged."""
         if not self.conf.log_steps:
             return False
-        every = self.conf.every_n_steps or trainer.t.log_every_n_steps
-        return trainer.state.global_step % max(1, every) == 0
+        every = self.conf.every_n_steps or self.cfg.trainer.log_every_n_steps
+        return loop.state.global_step % max(1, every) == 0

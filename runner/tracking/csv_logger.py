@@ -20,8 +20,8 @@ class CSVLogger(Tracker):
     def folder(self):
         return self.ctx.run_dir / "tracking"
 
-    def on_train_batch_end(self, trainer: Any, epoch: int, batch: int, loss: Any) -> None:
-        if not self.step_due(trainer):
+    def on_train_batch_end(self, loop: Any, epoch: int, batch: int, loss: Any) -> None:
+        if not self.step_due(loop):
             return
         path = self.folder / "steps.csv"
         new = not path.exists()
@@ -30,14 +30,14 @@ class CSVLogger(Tracker):
             writer = csv.writer(handle)
             if new:
                 writer.writerow(STEP_COLUMNS)
-            step = trainer.state.global_step
+            step = loop.state.global_step
             writer.writerow(
-                [step, epoch, batch, f"{float(loss.detach()):.6g}", f"{trainer.last_lr:.6g}"]
+                [step, epoch, batch, f"{float(loss.detach()):.6g}", f"{loop.lr:.6g}"]
             )
 
-    def on_summary(self, trainer: Any, summary: dict[str, Any]) -> None:
+    def on_summary(self, loop: Any, summary: dict[str, Any], test: Any = None) -> list[str]:
         if not self.conf.hparams:
-            return
+            return []
         row = {
             "run_dir": str(self.ctx.run_dir),
             "status": summary.get("status"),
@@ -45,3 +45,4 @@ class CSVLogger(Tracker):
             **final_metrics(summary),
         }
         write_csv(self.folder / "hparams.csv", pd.DataFrame([row]))
+        return []

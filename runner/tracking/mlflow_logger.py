@@ -68,11 +68,11 @@ class MLflowLogger(Tracker):
         self.pointer = ctx.run_dir / "tracking" / "mlflow_run.json"
 
     # ------------------------------------------------------------------ hooks
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, loop: Any) -> None:
         self.client = self._client_cls(tracking_uri=self.tracking_uri)
         with _sqlite_lock(self.tracking_uri):
             experiment_id = self._experiment_id()
-        self.run_id = self._resumed_run(trainer) or self._new_run(experiment_id)
+        self.run_id = self._resumed_run(loop) or self._new_run(experiment_id)
         write_json(
             self.pointer,
             {
@@ -85,24 +85,26 @@ class MLflowLogger(Tracker):
         name, uri = self.experiment_name, self.tracking_uri
         log.info("MLflow: experiment %r, run %s (%s)", name, self.run_id, uri)
 
-    def on_train_batch_end(self, trainer: Any, epoch: int, batch: int, loss: Any) -> None:
-        if self.run_id and self.step_due(trainer):
-            step = trainer.state.global_step
+    def on_train_batch_end(self, loop: Any, epoch: int, batch: int, loss: Any) -> None:
+        if self.run_id and self.step_due(loop):
+            step = loop.state.global_step
             self._metrics(
-                {"step_train_loss": float(loss.detach()), "step_lr": trainer.last_lr}, step
+                {"step_train_loss": float(loss.detach()), "step_lr": loop.lr}, step
             )
 
-    def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, float]) -> None:
+    def on_epoch_end(self, loop: Any, epoch: int, row: dict[str, float]) -> None:
         if self.run_id:
             self._metrics(epoch_scalars(row), epoch)
 
-    def on_summary(self, trainer: Any, summary: dict[str, Any]) -> None:
+    def on_summary(self, loop: Any, summary: dict[str, Any], test: Any = None) -> list[str]:
         if not self.run_id:
-            return
+            return []
         self._metrics(final_metrics(summary), summary.get("epochs_run") or 0)
         self.client.set_tag(self.run_id, "runner.status", str(summary.get("status")))
+        return []
 
-    def on_run_end(self, trainer: Any, summary: dict[str, Any]) -> None:
+
+    def on_run_end(self, loop: Any, summary: dict[str, Any]) -> None:
         """After summary.json and report.md exist: upload files, close the MLflow run."""
         if not self.run_id:
             return
@@ -141,9 +143,9 @@ class MLflowLogger(Tracker):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.experiment_name)
         return (db.parent / "mlartifacts" / safe).as_uri()
 
-    def _resumed_run(self, trainer: Any) -> str | None:
+    def _resumed_run(self, loop: Any) -> str | None:
         """The MLflow run of an earlier attempt at this run directory, when resuming."""
-        if trainer.t.resume in (False, None, "false", "") or not self.pointer.exists():
+        if self.cfg.trainer.resume in (False, None, "false", "") or not self.pointer.exists():
             return None
         try:
             previous = json.loads(self.pointer.read_text())
@@ -222,16 +224,18 @@ def sqlite_path(uri: str) -> Path | None:
 
 def artifact_files(run_dir: Path, with_checkpoint: bool = False) -> list[Path]:
     """The run's figures, tables, summary, report, config and log (no checkpoints or events)."""
+    from runner.rundir import CHECKPOINTS, RunDir
+
     files = []
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir)
-        if not path.is_file() or rel.parts[0] in ("checkpoints", "tensorboard"):
+        if not path.is_file() or rel.parts[0] in (CHECKPOINTS, "tensorboard"):
             continue
         if path.name.startswith(".") or path.name == "mlflow_run.json":  # temporary files
             continue
         if path.suffix in ARTIFACT_SUFFIXES:
             files.append(path)
-    best = run_dir / "checkpoints" / "best.pt"
+    best = RunDir(run_dir).checkpoint("best")
     if with_checkpoint and best.exists():
         files.append(best)
     return files

@@ -50,26 +50,26 @@ class TensorBoardLogger(Tracker):
             self.writer = self._writer_cls(log_dir=str(self.log_dir))
         return self.writer
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, loop: Any) -> None:
         self._open()
 
-    def on_train_batch_end(self, trainer: Any, epoch: int, batch: int, loss: Any) -> None:
-        if self.step_due(trainer):
-            step = trainer.state.global_step
+    def on_train_batch_end(self, loop: Any, epoch: int, batch: int, loss: Any) -> None:
+        if self.step_due(loop):
+            step = loop.state.global_step
             self._open().add_scalar("step/train_loss", float(loss.detach()), step)
-            self.writer.add_scalar("step/lr", trainer.last_lr, step)
+            self.writer.add_scalar("step/lr", loop.lr, step)
 
-    def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, float]) -> None:
+    def on_epoch_end(self, loop: Any, epoch: int, row: dict[str, float]) -> None:
         writer = self._open()
         for column, value in epoch_scalars(row).items():
             writer.add_scalar(scalar_tag(column), value, epoch)
         writer.flush()
 
-    def on_fit_end(self, trainer: Any, status: str) -> None:
+    def on_fit_end(self, loop: Any, status: str) -> None:
         if self.writer is not None:
             self.writer.flush()
 
-    def on_summary(self, trainer: Any, summary: dict[str, Any]) -> None:
+    def on_summary(self, loop: Any, summary: dict[str, Any], test: Any = None) -> list[str]:
         writer = self._open()
         if self.conf.hparams:
             params = {**flat_params(self.cfg), "status": str(summary.get("status"))}
@@ -78,3 +78,4 @@ class TensorBoardLogger(Tracker):
             writer.add_hparams(params, metrics, run_name=".")
         writer.close()
         self.writer = None
+        return []

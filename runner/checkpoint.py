@@ -1,0 +1,310 @@
+"""The checkpoint format: what a checkpoint holds, writing and reading it, and rebuilding a
+model from it.
+
+A checkpoint is a dict of tensors and plain values, loadable with
+``torch.load(weights_only=True)`` — a pickle that would run code is refused. Its stored
+config is data only: the model is rebuilt through the model registry
+(:func:`runner.zoo.build_model`) from the config's ``family`` and plain keyword values,
+never by instantiating a stored ``_target_``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runner.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+MODEL = "model"  # the evaluated weights (the moving average with trainer.ema_decay)
+TRAIN_MODEL = "train_model"  # the trained weights, when they differ (EMA)
+OPTIMIZER, SCHEDULER, SCALER = "optimizer", "scheduler", "scaler"
+LOOP = "state"  # runner.engine.TrainState as a dict
+CALLBACKS = "callbacks"  # {callback class name: its state_dict()}
+EPOCH, RNG, CONFIG, CLASSES, DATA = "epoch", "rng", "config", "classes", "data"
+
+# the first runner named classes, not registry entries, in stored configs
+LEGACY_MODEL_TARGETS = {
+    "models.custom_cnn.CustomCNN": "custom_cnn",
+    "models.resnet.ResNet": "resnet",
+    "models.text.RNNClassifier": "rnn",
+}
+LEGACY_DATASET_TARGETS = {
+    "runner.data.digits.load_digits": "digits",
+    "runner.data.synthetic.load_synthetic": "synthetic",
+    "runner.data.cifar.load_cifar10": "cifar10",
+    "runner.data.mnist.load_mnist": "mnist",
+    "runner.data.mnist.load_fashion_mnist": "fashion_mnist",
+    "runner.data.imagefolder.load_image_folder": "imagefolder",
+    "runner.text.nusax.load_nusax": "text_csv",
+}
+
+
+# ------------------------------------------------------------------ files
+def save(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically (a reader sees the old file or the new one)."""
+    from runner.io import save_torch
+
+    return save_torch(path, payload)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with a clear error for unreadable files."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:200]}). It is "
+            "truncated or not a runner checkpoint: delete it to start afresh, or point "
+            "trainer.resume at another checkpoint."
+        ) from None
+    if not isinstance(ckpt, dict) or MODEL not in ckpt:
+        raise CheckpointError(f"{path} is not a runner checkpoint (no {MODEL!r} weights)")
+    return ckpt
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """Load a state dict strictly, explaining a mismatch with the configured model."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()][:4]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the configured model (another model config was used "
+            f"to train it): {' '.join(lines)[:400]}. Use the same model=... and model.* overrides "
+            "as the run that wrote it."
+        ) from None
+
+
+# ------------------------------------------------------------------ training state
+def payload(loop: Any, callbacks: list[Any], config: dict[str, Any], data: Any) -> dict[str, Any]:
+    """Everything a resume, predict and export need, from the loop after an epoch.
+
+    ``config``: the run config as plain data (``OmegaConf.to_container(..., enum_to_str)``).
+    """
+    from runner.runtime import rng_state
+
+    parts = loop.parts
+    extra = {TRAIN_MODEL: loop.model.state_dict()} if parts.ema is not None else {}
+    return {
+        MODEL: loop.evaluated_model().state_dict(),
+        **extra,
+        OPTIMIZER: loop.optimizer.state_dict(),
+        SCHEDULER: parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        SCALER: loop.scaler.state_dict(),
+        LOOP: asdict(loop.state),
+        CALLBACKS: {type(cb).__name__: cb.state_dict() for cb in callbacks if cb.state_dict()},
+        EPOCH: loop.state.epoch,
+        RNG: rng_state(),
+        CONFIG: config,
+        CLASSES: list(data.classes),
+        DATA: Preprocessing.from_data(data).stored(),
+    }
+
+
+def restore(loop: Any, callbacks: list[Any], ckpt: dict[str, Any], path: str | Path) -> None:
+    """Put a checkpoint's weights, optimizer, scheduler, loop and callback states and RNGs
+    back into a freshly built run."""
+    from runner.engine import TrainState
+    from runner.runtime import set_rng_state
+
+    parts = loop.parts
+    load_weights(loop.model, ckpt.get(TRAIN_MODEL, ckpt[MODEL]), path)
+    if parts.ema is not None:  # without EMA weights in the checkpoint the average restarts
+        load_weights(parts.ema.module, ckpt[MODEL], path)
+        averaged = ckpt[LOOP]["global_step"] if TRAIN_MODEL in ckpt else 0
+        parts.ema.n_averaged.fill_(averaged)
+    loop.optimizer.load_state_dict(ckpt[OPTIMIZER])
+    if parts.scheduler is not None and ckpt.get(SCHEDULER) is not None:
+        parts.scheduler.load_state_dict(ckpt[SCHEDULER])
+    loop.scaler.load_state_dict(ckpt[SCALER])
+    fields = set(TrainState.__dataclass_fields__)
+    loop.state = TrainState(**{k: v for k, v in ckpt[LOOP].items() if k in fields})
+    states = ckpt.get(CALLBACKS) or _legacy_callback_states(ckpt[LOOP])
+    for cb in callbacks:
+        state = states.get(type(cb).__name__)
+        if state is not None:
+            cb.load_state_dict(state)
+    set_rng_state(ckpt[RNG])
+    log.info("resumed from %s at epoch %d", path, loop.state.epoch)
+
+
+def _legacy_callback_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Early stopping and best-epoch tracking were loop state in the first runner."""
+    if "best_epoch" not in state:
+        return {}
+    return {
+        "Checkpointing": {"best_value": state["best_value"], "best_epoch": state["best_epoch"]},
+        "EarlyStopping": {"reference": state.get("es_value"), "bad_epochs": state["bad_epochs"]},
+    }
+
+
+# ------------------------------------------------------------------ preprocessing
+@dataclass
+class Preprocessing:
+    """How the run's inputs were made: uint8 images → ``(x / 255 - mean) / std``.
+
+    kind: image | text. image_size: (height, width) in pixels. mean/std: per channel,
+    in units of [0, 1] pixel values. tta: the run's trainer.tta (flip = average with
+    the mirrored image).
+    """
+
+    kind: str
+    channels: int
+    image_size: tuple[int, int]
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_shape: list[int] = field(default_factory=list)
+    tta: str = "none"
+
+    @classmethod
+    def from_data(cls, data: Any) -> Preprocessing:
+        image = data.kind == "image"
+        kwargs = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in data.model_kwargs().items()
+            if isinstance(v, (bool, int, float, str, tuple, list))
+        }
+        return cls(
+            kind=data.kind,
+            channels=data.channels if image else 0,
+            image_size=data.image_size if image else (0, 0),
+            mean=[float(v) for v in data.mean],
+            std=[float(v) for v in data.std],
+            classes=list(data.classes),
+            model_kwargs=kwargs,
+            input_shape=[int(v) for v in data.input_shape()],
+        )
+
+    def stored(self) -> dict[str, Any]:
+        """The checkpoint's ``data`` entry."""
+        return {
+            "kind": self.kind,
+            "mean": self.mean,
+            "std": self.std,
+            "input_shape": self.input_shape,
+            "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_kwargs.items()},
+        }
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Preprocessing:
+        data = ckpt.get(DATA)
+        if not data:
+            raise CheckpointError(
+                "this checkpoint has no 'data' entry (input shape, mean, std): it was written "
+                "by an older runner. Train the run again to predict or export with it."
+            )
+        shape = [int(v) for v in data["input_shape"]]
+        image = data["kind"] == "image"
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data["model_kwargs"].items()}
+        trainer = (ckpt.get(CONFIG) or {}).get("trainer") or {}
+        return cls(
+            kind=data["kind"],
+            channels=shape[0] if image else 0,
+            image_size=(shape[1], shape[2]) if image else (0, 0),
+            mean=list(data["mean"]) or [0.0] * (shape[0] if image else 0),
+            std=list(data["std"]) or [1.0] * (shape[0] if image else 0),
+            classes=[str(c) for c in ckpt[CLASSES]],
+            model_kwargs=kwargs,
+            input_shape=shape,
+            tta=str(trainer.get("tta", "none")) if image else "none",
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: what a deployment needs to feed the model."""
+        return {
+            "kind": self.kind,
+            "input_layout": "NCHW float32" if self.kind == "image" else "N,L int64 token ids",
+            "channels": self.channels,
+            "color_mode": "RGB" if self.channels == 3 else "L (grey)",
+            "image_size": list(self.image_size),
+            "resize": "shorter side to image_size (bilinear, antialiased), then centre crop",
+            "scale": "pixel / 255",
+            "mean": self.mean,
+            "std": self.std,
+            "classes": self.classes,
+            "test_time_augmentation": "average the logits of the image and its left-right "
+            "mirror (the run was evaluated so)"
+            if self.tta == "flip"
+            else "none",
+        }
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, C, H, W)`` → float32 normalised, as the training loader does."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - mean) / std
+
+
+# ------------------------------------------------------------------ rebuilding
+def stored_config(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's run config as plain data, with the first runner's class names
+    mapped to registry entries (any other ``_target_`` of a model or dataset is refused
+    when it is rebuilt)."""
+    config = dict(ckpt.get(CONFIG) or {})
+    for group, legacy, key in (
+        ("model", LEGACY_MODEL_TARGETS, "family"),
+        ("dataset", LEGACY_DATASET_TARGETS, "format"),
+    ):
+        node = config.get(group)
+        if isinstance(node, dict) and "_target_" in node and key not in node:
+            node = {k: v for k, v in node.items() if k != "_target_"}
+            node[key] = legacy.get(str(ckpt[CONFIG][group]["_target_"]), "<unregistered>")
+            config[group] = node
+    return config
+
+
+def rebuild_model(ckpt: dict[str, Any], path: str | Path) -> torch.nn.Module:
+    """The checkpoint's model with its weights, in eval mode, on the CPU."""
+    from runner import zoo
+
+    model_cfg = stored_config(ckpt).get("model")
+    if not isinstance(model_cfg, dict):
+        raise CheckpointError(f"{path} holds no model config")
+    model = zoo.build_model(model_cfg, Preprocessing.from_checkpoint(ckpt).model_kwargs)
+    load_weights(model, ckpt[MODEL], path)
+    return model.eval()
+
+
+def checkpoint_path(run: str | Path, which: str = "best") -> Path:
+    """The checkpoint file of ``run``: a run directory (``which`` = best | last) or a .pt file
+    (``run`` itself, or ``which`` as a path)."""
+    from runner.rundir import CHECKPOINT_NAMES, RunDir
+
+    run = Path(run)
+    if run.is_file():
+        return run
+    if which not in CHECKPOINT_NAMES:
+        if Path(which).is_file():
+            return Path(which)
+        raise CheckpointError(
+            f"--checkpoint {which!r}: not {', '.join(CHECKPOINT_NAMES)} or an existing file"
+        )
+    if not run.is_dir():
+        raise CheckpointError(f"no run directory at {run}")
+    path = RunDir(run).checkpoint(which)
+    if path.exists():
+        return path
+    found = sorted(p.name for p in path.parent.glob("*.pt"))
+    raise CheckpointError(
+        f"{path} does not exist (checkpoints there: {found or 'none'}). Was the run trained "
+        "with trainer.checkpointing=false, or did it fail before its first epoch?"
+    )
+
+
+def load_model(run: str | Path, which: str = "best") -> tuple[torch.nn.Module, Preprocessing, dict]:
+    """Model (CPU, eval mode), preprocessing and raw checkpoint of a run directory or .pt
+    file; the checkpoint's path is under the key ``"_path"``."""
+    path = checkpoint_path(run, which)
+    ckpt = load(path)
+    ckpt["_path"] = str(path)
+    return rebuild_model(ckpt, path), Preprocessing.from_checkpoint(ckpt), ckpt

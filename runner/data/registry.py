@@ -1,0 +1,102 @@
+"""The dataset registry: a dataset format → its loader and config schema.
+
+A dataset config names its entry with ``format`` (``conf/dataset/*.yaml``); the loader
+gets every other key plus ``seed`` and returns a :class:`runner.data.base.DataBundle`.
+Adding a dataset format: a loader module in ``runner/data/`` ending with one
+:func:`register_dataset` call (or the call in your own module), a schema dataclass and a
+YAML file in ``conf/dataset/`` (see README "Architecture").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import ConfigError, DataError
+from runner.registry import Registry, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset format. loader: ``(**config keys, seed) -> DataBundle`` (or
+    ``"module:attr"``); schema: the dataclass typing its config; kind: image | text."""
+
+    format: str
+    loader: Callable[..., Any] | str
+    schema: type
+    kind: str = "image"
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset format", "dataset.format")
+
+
+def register_dataset(
+    format: str, loader: Callable[..., Any] | str, schema: type, *, kind: str = "image", preset: Any = None
+) -> DatasetEntry:
+    """Register a dataset format (and its schema as ``schema/dataset/<format>``).
+
+    ``preset``: an instance of ``schema`` with every value set, stored as the config
+    ``dataset/<format>`` so ``dataset=<format>`` works without a YAML file.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from runner.schema import register
+
+    entry = DATASETS.register(format, DatasetEntry(format, loader, schema, kind))
+    register("dataset", format, schema)
+    if preset is not None:
+        ConfigStore.instance().store(group="dataset", name=format, node=preset)
+    return entry
+
+
+def dataset_params(dataset_cfg: Mapping[str, Any] | DictConfig) -> tuple[DatasetEntry, dict]:
+    """The entry and the loader's keyword arguments, checked against the format's schema."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = dataset_cfg if isinstance(dataset_cfg, DictConfig) else OmegaConf.create(dict(dataset_cfg))
+    entry = DATASETS.get(node.get("format"))
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(entry.schema), node)
+        params = OmegaConf.to_container(typed, resolve=True, enum_to_str=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"dataset config does not fit format {entry.format!r}: {err}") from None
+    missing = sorted(OmegaConf.missing_keys(typed))
+    if missing:
+        raise ConfigError(f"dataset config lacks {', '.join('dataset.' + k for k in missing)}")
+    params.pop("format")
+    return entry, params
+
+
+def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
+    """The :class:`DataBundle` of ``dataset_cfg`` (split with ``seed``)."""
+    entry, params = dataset_params(dataset_cfg)
+    log.info("dataset: %s (format %s)", params.get("name"), entry.format)
+    data = resolve(entry.loader)(seed=seed, **params)
+    if len(data.train) == 0:
+        raise DataError(f"dataset {data.name!r} has no training samples")
+    return data
+
+
+def _register_builtins() -> None:
+    from runner.schema import dataset as schema
+
+    builtins = {
+        "digits": ("runner.data.digits:load_digits", schema.DatasetConf, "image"),
+        "synthetic": ("runner.data.synthetic:load_synthetic", schema.SyntheticConf, "image"),
+        "cifar10": ("runner.data.cifar:load_cifar10", schema.CIFAR10Conf, "image"),
+        "mnist": ("runner.data.mnist:load_mnist", schema.MNISTConf, "image"),
+        "fashion_mnist": ("runner.data.mnist:load_fashion_mnist", schema.MNISTConf, "image"),
+        "imagefolder": ("runner.data.imagefolder:load_image_folder", schema.ImageFolderConf, "image"),
+        "text_csv": ("runner.text.nusax:load_nusax", schema.TextCSVConf, "text"),
+    }
+    for name, (loader, conf, kind) in builtins.items():
+        register_dataset(name, loader, conf, kind=kind)
+
+
+_register_builtins()

@@ -1,0 +1,60 @@
+"""Schema of the ``trainer`` group (``conf/trainer/``): types only, values in the YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from runner.schema.base import choice
+
+MONITORS = ("val_loss", "val_acc", "val_macro_f1", "train_loss", "train_acc")
+Monitor = choice("Monitor", MONITORS)
+Mode = choice("Mode", ("auto", "min", "max"))
+Precision = choice("Precision", ("32", "bf16", "16-mixed"))
+OptimizerImpl = choice("OptimizerImpl", ("auto", "fused", "foreach", "for_loop"))
+TTA = choice("TTA", ("none", "flip"))
+
+
+@dataclass
+class EarlyStoppingConf:
+    enabled: bool = MISSING
+    monitor: Monitor = MISSING
+    mode: Mode = MISSING
+    patience: int = MISSING
+    min_delta: float = MISSING
+
+
+@dataclass
+class TrainerConf:
+    max_epochs: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    device: str = MISSING  # auto | cpu | cuda | cuda:N | mps (a pattern: checked by validate)
+    precision: Precision = MISSING
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    seed: int = MISSING
+    deterministic: bool = MISSING
+    num_threads: int = MISSING
+    label_smoothing: float = MISSING
+    class_weights: Any = MISSING  # null | balanced | [w0, w1, ...]
+    grad_clip: float = MISSING
+    monitor: Monitor = MISSING
+    early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
+    checkpointing: bool = MISSING
+    resume: Any = MISSING  # false | true | a checkpoint path
+    limit_train_batches: int = MISSING
+    limit_eval_batches: int = MISSING
+    progress_bar: Any = MISSING  # auto | true | false
+    log_every_n_steps: int = MISSING
+    divergence_check: bool = MISSING
+    optimizer_impl: OptimizerImpl = MISSING
+    tta: TTA = MISSING
+    bn_momentum: float | None = MISSING
+    bn_eps: float | None = MISSING
+    ema_decay: float = MISSING
+
+
+SCHEMAS = {"trainer": {"default": TrainerConf}}

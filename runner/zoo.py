@@ -1,0 +1,151 @@
+"""The model registry: a model family → its builder, config schema and feature stages.
+
+A model config names its entry with ``family`` (``conf/model/*.yaml``); the builder
+gets the config's other keys (``name`` aside) plus what the dataset supplies
+(``num_classes``, ``in_channels``, ``image_size``; ``vocab_size``/``pad_idx`` for text),
+filtered by its signature. Adding a model: the architecture in ``models/`` (plain
+``nn.Module``), a schema dataclass and one :func:`register_model` call, and a YAML file in
+``conf/model/`` (see README "Architecture").
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import ConfigError
+from runner.registry import Registry, resolve
+
+log = logging.getLogger(__name__)
+
+Stages = Callable[[Any], list[tuple[str, Any]]]
+KEYS_NOT_PASSED = ("family", "name")  # the registry's and the run's, not the builder's
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model family.
+
+    builder: a callable returning an ``nn.Module`` (or ``"module:attr"``).
+    schema: the dataclass typing the family's config keys.
+    kind: image | text — the inputs the family takes.
+    stages: ``model → [(name, module), ...]``, the feature stages from input to output
+        (feature maps, Grad-CAM); ``None`` = the model's own ``feature_stages()`` if it
+        has one, else none.
+    """
+
+    family: str
+    builder: Callable[..., Any] | str
+    schema: type
+    kind: str = "image"
+    stages: Stages | None = None
+    description: str = ""
+
+    def feature_stages(self, model: Any) -> list[tuple[str, Any]]:
+        if self.stages is not None:
+            return list(self.stages(model))
+        own = getattr(model, "feature_stages", None)
+        return list(own()) if callable(own) else []
+
+
+MODELS: Registry[ModelEntry] = Registry("model family", "model.family")
+
+
+def register_model(
+    family: str,
+    builder: Callable[..., Any] | str,
+    schema: type,
+    *,
+    kind: str = "image",
+    stages: Stages | None = None,
+    description: str = "",
+    preset: Any = None,
+) -> ModelEntry:
+    """Register a model family (and its schema as ``schema/model/<family>``).
+
+    ``preset``: an instance of ``schema`` with every value set, stored as the config
+    ``model/<family>`` so ``model=<family>`` works without a YAML file (tests, notebooks).
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from runner.schema import register
+
+    entry = MODELS.register(family, ModelEntry(family, builder, schema, kind, stages, description))
+    register("model", family, schema)
+    if preset is not None:
+        ConfigStore.instance().store(group="model", name=family, node=preset)
+    return entry
+
+
+def model_params(model_cfg: Mapping[str, Any] | DictConfig) -> tuple[ModelEntry, dict[str, Any]]:
+    """The entry and the builder's keyword arguments of ``model_cfg``, checked against the
+    family's schema (a stored config with unknown keys or wrong types is refused)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = model_cfg if isinstance(model_cfg, DictConfig) else OmegaConf.create(dict(model_cfg))
+    entry = MODELS.get(node.get("family"))
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(entry.schema), node)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"model config does not fit family {entry.family!r}: {err}") from None
+    missing = sorted(OmegaConf.missing_keys(typed))
+    if missing:
+        raise ConfigError(f"model config lacks {', '.join('model.' + k for k in missing)}")
+    params = OmegaConf.to_container(typed, resolve=True, enum_to_str=True)
+    return entry, {k: v for k, v in params.items() if k not in KEYS_NOT_PASSED}
+
+
+def build_model(model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any]):
+    """The model of ``model_cfg`` for data described by ``data_kwargs`` (``num_classes``...)."""
+    entry, params = model_params(model_cfg)
+    builder = resolve(entry.builder)
+    kwargs = {**_accepted(builder, dict(data_kwargs)), **params}
+    log.info("model: %s (family %s) with %s", model_cfg.get("name"), entry.family, kwargs)
+    try:
+        return builder(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model {model_cfg.get('name')!r}: {err}") from None
+
+
+def feature_stages(family: str, model: Any) -> list[tuple[str, Any]]:
+    """The feature stages of ``model`` (a member of ``family``), input to output."""
+    return MODELS.get(family).feature_stages(model)
+
+
+def _accepted(builder: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def _register_builtins() -> None:
+    from runner.schema.model import CustomCNNConf, ResNetConf, RNNConf
+
+    register_model(
+        "custom_cnn",
+        "runner.models.custom_cnn:CustomCNN",
+        CustomCNNConf,
+        description="N x [conv -> BN -> act -> pool] -> fc (SEEDS.md S1/S3/S4)",
+    )
+    register_model(
+        "resnet",
+        "runner.models.resnet:ResNet",
+        ResNetConf,
+        description="ResNet-18..152, Plain, SE and Mish variants in torchvision's layout",
+    )
+    register_model(
+        "rnn",
+        "runner.models.text:RNNClassifier",
+        RNNConf,
+        kind="text",
+        description="SimpleRNN / GRU / LSTM text classifiers, uni- or bidirectional",
+    )
+
+
+_register_builtins()
