@@ -7,8 +7,9 @@ Runs the real CLI (``runner.cli.main`` with the given overrides, default
 - ``import torch`` (the baseline every PyTorch program pays: not counted);
 - ``import runner.cli`` (Hydra, OmegaConf, schemas);
 - the Hydra main entered (config composed, logging set up);
-- the dataset built, the model built, the model summary (parameters and FLOPs)
-  done, the ``Trainer`` built (loaders, optimizer, scheduler);
+- the dataset built, the model built, the run built (:func:`runner.build.build_run`:
+  loaders, optimizer, scheduler, callbacks); FLOPs are counted after training, off
+  this path;
 - the end of the first, second and third training step, the end of epoch 1;
 - the end of the run (evaluation, figures, report written).
 
@@ -70,21 +71,20 @@ def timed_run_job(cfg):
 cli.run_job = timed_run_job
 stamp_after(build, "build_data", "dataset built")
 stamp_after(build, "build_model", "model built")
-stamp_after(rt, "_model_info", "model summary")
 
 class Stamps(Callback):
-    def on_fit_start(self, trainer):
-        stamps["trainer built"] = now()
-    def on_train_batch_end(self, trainer, epoch, batch, loss):
+    def on_fit_start(self, loop):
+        stamps["run built"] = now()
+    def on_train_batch_end(self, loop, epoch, batch, loss):
         if epoch == 1 and batch < 3:
             stamps[f"step {batch + 1}"] = now()
-    def on_epoch_end(self, trainer, epoch, row):
+    def on_epoch_end(self, loop, epoch, row):
         stamps.setdefault(f"epoch {epoch} end", now())
-    def on_fit_end(self, trainer, status):
+    def on_fit_end(self, loop, status):
         stamps["fit end"] = now()
 
 extra = rt.extra_callbacks
-rt.extra_callbacks = lambda cfg, run_dir: [*extra(cfg, run_dir), Stamps()]
+rt.extra_callbacks = lambda *args: [*extra(*args), Stamps()]
 sys.argv = ["runner", *json.loads(sys.argv[1])]
 try:
     cli.main()
@@ -129,8 +129,7 @@ PHASES = [
     ("compose config, set up logging", "hydra main entered"),
     ("build dataset", "dataset built"),
     ("build model", "model built"),
-    ("model summary (FLOPs)", "model summary"),
-    ("build trainer + callbacks' on_fit_start", "trainer built"),
+    ("build run + callbacks' on_fit_start", "run built"),
     ("first training step", "step 1"),
 ]
 
@@ -164,9 +163,7 @@ def heaviest_imports(limit: int = 20) -> list[tuple[str, float]]:
     with their cumulative import seconds, from ``python -X importtime``."""
     code = (
         "import torch, runner.cli, runner.train, runner.engine, runner.data.digits;"
-        "import runner.data.synthetic, runner.evaluate, runner.plots, runner.report;"
-        "import runner.models.summary; from runner.data.digits import stratified_split;"
-        "stratified_split(__import__('numpy').arange(20) % 2, 0.2, 0.2, 0)"
+        "import runner.data.synthetic, runner.build, runner.zoo, runner.data.registry"
     )
     base = _importtime("import torch")
     full = _importtime(code)

@@ -6,10 +6,10 @@ memory format and optimizer:
 
 - **runner** — the real loop: a config composed from ``conf/`` like the CLI does
   (``dataset=synthetic``, the model's group, ``optimizer=sgd``), the dataset and
-  model built by :mod:`runner.build`, a :class:`runner.engine.Trainer` with the
+  model built by :mod:`runner.build`, a :class:`runner.engine.Loop` with the
   default callbacks (metrics CSV, diagnostics, trackers: whatever
   :func:`runner.train.extra_callbacks` adds) and a progress bar; timed over
-  ``Trainer.train_epoch`` (loader, augmentation, step, bookkeeping, callbacks);
+  ``Loop.train_epoch`` (loader, augmentation, step, bookkeeping, callbacks);
 - **plain** — uint8 tensor on the device → random permutation → ``float``,
   normalise → forward → cross-entropy → backward → SGD (or Adam) step.
 
@@ -54,8 +54,7 @@ from omegaconf import DictConfig
 
 import runner.cli  # noqa: F401  (registers the config schemas and resolvers)
 from runner import build
-from runner.callbacks import MetricsCSV
-from runner.engine import Trainer
+from runner.rundir import RunDir
 from runner.runtime import seed_everything, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,21 +125,21 @@ def runner_cfg(model: str, args: argparse.Namespace, setting: Setting, steps: in
 
 
 def make_runner_loop(cfg: DictConfig) -> Callable[[int], int]:
-    """A Trainer on ``cfg``; the returned function runs one timed training epoch."""
+    """The runner's loop on ``cfg`` (built as ``runner`` builds it, with the run's
+    callbacks); the returned function runs one timed training epoch."""
     from runner.train import extra_callbacks
 
     seed_everything(cfg.trainer.seed)
     device = torch.device(cfg.trainer.device)
     data = build.build_data(cfg)
-    model = build.build_model(cfg.model, data)
-    run_dir = Path(cfg.run_dir)
-    callbacks = [MetricsCSV(run_dir / "metrics.csv"), *extra_callbacks(cfg, run_dir)]
-    trainer = Trainer(cfg, model, data, device, run_dir, callbacks)
-    trainer._notify("on_fit_start")
+    model = build.build_model(cfg, data)
+    run = RunDir(cfg.run_dir)
+    loop = build.build_run(cfg, data, model, device, run, extra_callbacks(cfg, run, data)).loop
+    loop._notify("on_fit_start")
 
     def epoch(i: int) -> int:
-        trainer._notify("on_epoch_start", epoch=i)
-        result = trainer.train_epoch(i)  # ends with .item(): synchronised on CUDA
+        loop._notify("on_epoch_start", epoch=i)
+        result = loop.train_epoch(i)  # ends with .item(): synchronised on CUDA
         return int(result["images"])
 
     return epoch
@@ -151,7 +150,7 @@ def make_plain_loop(cfg: DictConfig, setting: Setting) -> Callable[[int], int]:
     seed_everything(cfg.trainer.seed)
     device = torch.device(cfg.trainer.device)
     data = build.build_data(cfg)
-    model = build.build_model(cfg.model, data)
+    model = build.build_model(cfg, data)
     memory = torch.channels_last if setting.channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory)
     if cfg.trainer.compile:

@@ -148,3 +148,18 @@ class SignalCatcher:
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: CUDA GPUs with bf16 (Ampere and
+    later), CPUs with AVX-512 BF16 or AMX. Elsewhere bf16 autocast is emulated and runs
+    many times slower than fp32 (measured: ResNet-18 on an AVX2-only CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(bool(getattr(torch.cpu, name)()) for name in checks if hasattr(torch.cpu, name))
+    except RuntimeError:  # a torch build without these probes
+        return False

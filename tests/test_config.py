@@ -6,6 +6,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from runner import zoo
+from runner.data.registry import DATASETS
 from runner.errors import ConfigError
 from runner.validate import validate
 from tests.conftest import CONF, compose_cfg
@@ -23,8 +25,10 @@ def members(group: str) -> list[str]:
 def test_every_member_composes(group, name):
     cfg = compose_cfg([f"{group}={name}"])
     assert cfg[group] is not None
-    if group in ("model", "dataset"):
-        assert cfg[group]._target_ and cfg[group].name == name
+    if group == "model":
+        assert cfg.model.family in zoo.MODELS and cfg.model.name == name
+    if group == "dataset":
+        assert cfg.dataset.format in DATASETS and cfg.dataset.name == name
     validate(cfg)
 
 
@@ -54,6 +58,26 @@ def test_wrong_type_is_named(override):
 
 
 @pytest.mark.parametrize(
+    ("override", "valid"),
+    [
+        ("trainer.precision=fp8", "bf16"),
+        ("model.pooling=median", "avg"),
+        ("trainer.tta=rotate", "flip"),
+        ("dataset.normalize=zscore", "imagenet"),
+        ("scheduler.interval=batch", "step"),
+        ("trainer.early_stopping.mode=up", "max"),
+    ],
+)
+def test_a_value_outside_its_choices_is_refused_while_composing(override, valid):
+    """Enumerated settings are typed (runner.schema.base.Choice): refused by name, with the
+    valid values, before any work."""
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg([override])
+    text = str(err.value) + str(err.value.__cause__)
+    assert override.split("=")[0] in text and valid in text
+
+
+@pytest.mark.parametrize(
     "override,key",
     [
         ("optimizer.lr=0", "optimizer.lr"),
@@ -63,9 +87,7 @@ def test_wrong_type_is_named(override):
         ("model.dropout=1.0", "model.dropout"),
         ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience"),
         ("dataset.val_fraction=0.9", "dataset.val_fraction + dataset.test_fraction"),
-        ("trainer.precision=fp8", "trainer.precision"),
         ("trainer.device=gpu", "trainer.device"),
-        ("model.pooling=median", "model.pooling"),
     ],
 )
 def test_out_of_range_values_are_refused(override, key):

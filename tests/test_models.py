@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from pathlib import Path
 
@@ -11,15 +10,14 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
-from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from runner import zoo
 from runner.models.custom_cnn import CustomCNN
 from runner.models.layers import SqueezeExcite
 from runner.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet
 from runner.models.summary import summarize
-from runner.schema import SCHEMAS, register_all
 from runner.train import train
 from tests.conftest import compose_cfg
 
@@ -30,14 +28,12 @@ ONE_EPOCH = ["diagnostics=off", "trainer.num_threads=1", "trainer.max_epochs=1",
 
 
 def _image_model_names() -> list[str]:
-    """conf/model members whose model takes images (its constructor has ``in_channels``);
-    text models (token ids) are tested with the text code."""
-    register_all()
+    """conf/model members whose family takes images (the model registry's ``kind``); text
+    models (token ids) are tested with the text code."""
     names = []
     for path in sorted((CONF_DIR / "model").glob("*.yaml")):
-        schema = str(OmegaConf.load(path).defaults[0]).split("/")[-1].split("@")[0]
-        target = get_class(SCHEMAS["model"][schema]._target_)
-        if "in_channels" in inspect.signature(target).parameters:
+        family = compose_cfg([f"model={path.stem}"]).model.family
+        if zoo.MODELS.get(family).kind == "image":
             names.append(path.stem)
     return names
 
@@ -64,9 +60,10 @@ def _is_block(m: nn.Module) -> bool:
 
 
 def build(name: str, **model_kwargs) -> nn.Module:
-    """``cfg.model`` of the real composed config, instantiated as the runner does."""
+    """``cfg.model`` of the real composed config, built through the registry as the runner
+    does."""
     cfg = compose_cfg([f"model={name}", "dataset=synthetic"])
-    return instantiate(cfg.model, **model_kwargs)
+    return zoo.build_model(cfg.model, model_kwargs)
 
 
 # ------------------------------------------------------------------ known facts
@@ -266,7 +263,7 @@ def _train_one_epoch(tmp_path: Path, name: str, *overrides: str) -> dict:
     # The checkpoint holds exactly the parameters of the configured model.
     ckpt = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     kwargs = dict(num_classes=4, in_channels=3, image_size=cfg.dataset.image_size)
-    instantiate(cfg.model, **kwargs).load_state_dict(ckpt["model"], strict=True)
+    zoo.build_model(cfg.model, kwargs).load_state_dict(ckpt["model"], strict=True)
     return summary
 
 

@@ -228,7 +228,7 @@ def test_custom_cnn(
     padding: str, pooling: str, activation: str, batch_norm: bool, kernel: int
 ) -> None:
     cfg = {
-        "_target_": "runner.models.custom_cnn.CustomCNN",
+        "family": "custom_cnn",
         "name": "custom_cnn",
         "init": "kaiming",
         "filters": [8, 16],
@@ -240,7 +240,7 @@ def test_custom_cnn(
         "fc_neurons": [32],
         "dropout": 0.5,
     }
-    kwargs = {k: v for k, v in cfg.items() if k != "_target_"}
+    kwargs = {k: v for k, v in cfg.items() if k not in ("family", "name")}
     model = CustomCNN(num_classes=10, in_channels=3, image_size=28, **kwargs)
     randomise_bn_stats(model)
     model.eval()
@@ -250,7 +250,7 @@ def test_custom_cnn(
 
 
 def test_custom_cnn_without_hidden_fc() -> None:
-    cfg = {"_target_": "runner.models.custom_cnn.CustomCNN", "filters": [4], "fc_neurons": []}
+    cfg = {"family": "custom_cnn", "filters": [4], "fc_neurons": []}
     model = CustomCNN(num_classes=3, in_channels=1, image_size=8, filters=[4], fc_neurons=[]).eval()
     x = torch.randn(5, 1, 8, 8)
     assert_same_predictions(model(x), nr.build_numpy_model(cfg, numpy_state(model))(x.numpy()))
@@ -287,14 +287,14 @@ RNN_CASES = {
 @pytest.mark.parametrize("case", list(RNN_CASES))
 def test_rnn_classifier(case: str) -> None:
     cfg = {
-        "_target_": "runner.models.text.RNNClassifier",
+        "family": "rnn",
         "name": case,
         "embed_dim": 12,
         "hidden_size": 10,
     }
     cfg.update(RNN_CASES[case])
     model = RNNClassifier(
-        num_classes=3, vocab_size=40, pad_idx=0, **{k: v for k, v in cfg.items() if k != "_target_"}
+        num_classes=3, vocab_size=40, pad_idx=0, **{k: v for k, v in cfg.items() if k not in ("family", "name")}
     ).eval()
     x = padded_batch(n=9, steps=11)
     twin = nr.build_numpy_model(cfg, numpy_state(model), pad_idx=0)
@@ -302,7 +302,7 @@ def test_rnn_classifier(case: str) -> None:
 
 
 def test_padding_does_not_change_the_prediction() -> None:
-    cfg = {"_target_": "runner.models.text.RNNClassifier", "cell": "lstm", "bidirectional": True}
+    cfg = {"family": "rnn", "cell": "lstm", "bidirectional": True}
     model = RNNClassifier(
         num_classes=3, vocab_size=30, embed_dim=8, hidden_size=6, cell="lstm", bidirectional=True
     ).eval()
@@ -329,7 +329,7 @@ def test_runner_verify_on_a_trained_custom_cnn(tmp_path: Path) -> None:
 
 def test_runner_verify_without_a_checkpoint_says_so(tmp_path: Path, capsys) -> None:
     assert verify.main([str(tmp_path)]) == 1
-    assert "no checkpoint at" in capsys.readouterr().err
+    assert "checkpoints/best.pt does not exist" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ errors
@@ -338,9 +338,9 @@ def test_runner_verify_without_a_checkpoint_says_so(tmp_path: Path, capsys) -> N
 def test_unknown_target_config_key_and_state_key_fail_clearly() -> None:
     model = RNNClassifier(num_classes=2, vocab_size=10, embed_dim=4, hidden_size=3)
     state = numpy_state(model)
-    with pytest.raises(ValueError, match="no NumPy reference for model 'runner.models.resnet.ResNet'"):
-        nr.build_numpy_model({"_target_": "runner.models.resnet.ResNet"}, state)
-    cfg = {"_target_": "runner.models.text.RNNClassifier", "cell": "lstm"}
+    with pytest.raises(ValueError, match="no NumPy reference for model family 'resnet'"):
+        nr.build_numpy_model({"family": "resnet"}, state)
+    cfg = {"family": "rnn", "cell": "lstm"}
     with pytest.raises(ValueError, match="does not implement the config keys attention"):
         nr.build_numpy_model(cfg | {"attention": "se"}, state)
     with pytest.raises(ValueError, match="does not implement the layers holding extra.weight"):

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from runner import build
-from runner.engine import Trainer
+from runner import build, checkpoint
+from runner.engine import Loop
+from runner.rundir import RunDir
 from runner.train import train
 from tests.conftest import ROOT, compose_cfg
 from tests.test_datasets import write_cifar
@@ -47,6 +48,13 @@ SYNTH = [
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+def built_loop(cfg, run_dir: Path, device: str = "cpu") -> Loop:
+    """The loop :func:`runner.build.build_run` makes for ``cfg`` (no training yet)."""
+    data = build.build_data(cfg)
+    model = build.build_model(cfg, data)
+    return build.build_run(cfg, data, model, torch.device(device), RunDir(run_dir)).loop
+
+
 def test_bf16_channels_last_matches_fp32_on_digits(tmp_path):
     """bf16 autocast + channels_last lands in fp32's accuracy band after the same epochs."""
     fp32 = train(compose_cfg(DIGITS, tmp_path / "fp32"))
@@ -63,29 +71,30 @@ def test_bf16_channels_last_matches_fp32_on_digits(tmp_path):
 
 
 def test_bf16_channels_last_reach_the_step(tmp_path):
-    """The Trainer really trains channels_last weights on channels_last bf16-autocast batches."""
+    """The loop really trains channels_last weights on channels_last bf16-autocast batches."""
     cfg = compose_cfg(
         [*SYNTH, "trainer.device=cpu", "trainer.precision=bf16", "trainer.channels_last=true"],
         tmp_path,
     )
-    data = build.build_data(cfg)
-    model = build.build_model(cfg.model, data)
-    trainer = Trainer(cfg, model, data, torch.device("cpu"), tmp_path)
-    conv = trainer.model.features[0].conv
+    loop = built_loop(cfg, tmp_path)
+    conv = loop.model.features[0].conv
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    x, y = next(iter(trainer.train_loader.epoch(1)))
+    x, y = next(iter(loop.train_loader.epoch(1)))
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
-    with trainer.autocast:
-        assert trainer.forward_model(x).dtype == torch.bfloat16
-    loss, logits = trainer._step(x, y)
+    with loop._autocast():
+        assert loop.parts.forward_model(x).dtype == torch.bfloat16
+    loss, logits = loop._step(x, y)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert conv.weight.dtype == torch.float32  # autocast: master weights stay fp32
-    assert not trainer.scaler.is_enabled()  # no GradScaler for bf16
+    assert not loop.scaler.is_enabled()  # no GradScaler for bf16
 
 
 def test_cifar10_fast_preset_trains_on_cifar_batches(tmp_path):
     """The fast CIFAR-10 recipe (bf16, channels_last, one-cycle, label smoothing, flip TTA,
-    fused SGD) trains on real CIFAR-10 pickle batches and learns their classes."""
+    fused SGD) trains on real CIFAR-10 pickle batches and learns their classes. On a CPU
+    without native bf16 (no AVX-512 BF16 / AMX) bf16 is emulated, ~50x slower: fp32 then."""
+    from runner.runtime import native_bf16
+
     write_cifar(tmp_path / "data", per_batch=60)  # 300 train (50 held for val), 60 test
     cfg = compose_cfg(
         [
@@ -103,23 +112,23 @@ def test_cifar10_fast_preset_trains_on_cifar_batches(tmp_path):
         ],
         tmp_path / "run",
     )
+    precision = "bf16" if native_bf16(torch.device("cpu")) else "32"
     assert cfg.model.name == "resnet18" and cfg.model.zero_init_residual
     assert cfg.scheduler.name == "onecycle" and cfg.optimizer.nesterov
     t = cfg.trainer
     assert (t.precision, t.channels_last, t.label_smoothing, t.tta) == ("bf16", True, 0.1, "flip")
     assert not t.early_stopping.enabled
+    cfg.trainer.precision = precision
     summary = train(cfg)
     assert summary["status"] == "completed", summary
-    assert summary["precision"] == "bf16"
+    assert summary["precision"] == precision
     assert summary["test_acc"] >= 0.8, summary  # 10 classes: chance is 0.1; seeds 1/7/42: 0.9-1
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["images_per_second"] > 0
 
 
-def _digits_trainer(tmp_path, *overrides: str) -> Trainer:
-    cfg = compose_cfg([*DIGITS, *overrides], tmp_path)
-    data = build.build_data(cfg)
-    return Trainer(cfg, build.build_model(cfg.model, data), data, torch.device("cpu"), tmp_path)
+def _digits_trainer(tmp_path, *overrides: str) -> Loop:
+    return built_loop(compose_cfg([*DIGITS, *overrides], tmp_path), tmp_path)
 
 
 def test_flip_tta_averages_each_image_with_its_mirror(tmp_path):
@@ -232,14 +241,13 @@ def _gpu_run(tmp_path: Path, *overrides: str) -> dict:
 @cuda
 def test_gpu_16_mixed_uses_grad_scaler(tmp_path):
     cfg = compose_cfg([*SYNTH, "trainer.device=cuda", "trainer.precision=16-mixed"], tmp_path)
-    data = build.build_data(cfg)
-    trainer = Trainer(cfg, build.build_model(cfg.model, data), data, torch.device("cuda"), tmp_path)
-    assert trainer.scaler.is_enabled()
-    x, y = next(iter(trainer.train_loader.epoch(1)))
-    with trainer.autocast:
-        assert trainer.forward_model(x).dtype == torch.float16
-    loss, _ = trainer._step(x, y)
-    assert torch.isfinite(loss) and trainer.scaler.get_scale() > 0
+    loop = built_loop(cfg, tmp_path, "cuda")
+    assert loop.scaler.is_enabled()
+    x, y = next(iter(loop.train_loader.epoch(1)))
+    with loop._autocast():
+        assert loop.parts.forward_model(x).dtype == torch.float16
+    loss, _ = loop._step(x, y)
+    assert torch.isfinite(loss) and loop.scaler.get_scale() > 0
     _gpu_run(tmp_path / "run", "trainer.precision=16-mixed")
 
 
@@ -267,20 +275,20 @@ def test_gpu_compile(tmp_path):
 def test_start_path_imports_no_heavy_optional_package():
     """Composing the default config, building digits, the model and the trainer (all that
     happens before the first step) imports neither scikit-learn nor matplotlib: each
-    costs about a second of start-up (issue 8), and both are needed only after training."""
+    costs about a second of start-up, and both are needed only after training."""
     import subprocess
 
     code = (
         "import sys, tempfile, pathlib\n"
         "from runner import build\n"
-        "from runner.engine import Trainer\n"
+        "from runner.rundir import RunDir\n"
         "from tests.conftest import compose_cfg\n"
         "cfg = compose_cfg(['trainer.max_epochs=1'])\n"
         "data = build.build_data(cfg)\n"
-        "model = build.build_model(cfg.model, data)\n"
+        "model = build.build_model(cfg, data)\n"
         "import torch\n"
         "run_dir = pathlib.Path(tempfile.mkdtemp())\n"
-        "Trainer(cfg, model, data, torch.device('cpu'), run_dir, [])\n"
+        "build.build_run(cfg, data, model, torch.device('cpu'), RunDir(run_dir))\n"
         "heavy = [m for m in ('sklearn', 'matplotlib', 'captum', 'optuna') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "print(len(data.train), len(data.val), len(data.test))\n"
@@ -320,8 +328,6 @@ def test_ema_is_evaluated_checkpointed_and_resumes_exactly(tmp_path):
     """With trainer.ema_decay the average is what validation/test see and what best.pt's
     ``model`` holds; a run stopped after 2 epochs and resumed to 3 matches an
     uninterrupted 3-epoch run."""
-    from runner.engine import load_checkpoint_file
-
     ema = [*DIGITS, "trainer.ema_decay=0.9", "scheduler=none", "trainer.monitor=val_acc"]
     full = train(compose_cfg([*ema, "trainer.max_epochs=3"], tmp_path / "full"))
     train(compose_cfg([*ema, "trainer.max_epochs=2"], tmp_path / "resumed"))
@@ -338,16 +344,14 @@ def test_ema_is_evaluated_checkpointed_and_resumes_exactly(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert resumed["test_acc"] == full["test_acc"]
 
-    ckpt = load_checkpoint_file(tmp_path / "full" / "checkpoints" / "last.pt")
-    averaged, trained = ckpt["model"], ckpt["train_model"]
+    ckpt = checkpoint.load(RunDir(tmp_path / "full").checkpoint("last"))
+    averaged, trained = ckpt[checkpoint.MODEL], ckpt[checkpoint.TRAIN_MODEL]
     assert any(not torch.equal(averaged[k], trained[k]) for k in averaged)
     # validation accuracy in metrics.csv is the averaged weights' accuracy
-    cfg = compose_cfg([*ema, "trainer.max_epochs=3"], tmp_path / "check")
-    data = build.build_data(cfg)
-    trainer = Trainer(cfg, build.build_model(cfg.model, data), data, torch.device("cpu"), tmp_path)
-    trainer.model.load_state_dict(averaged)
-    trainer.ema = None
-    assert trainer.evaluate(trainer.val_loader)["acc"] == pytest.approx(a["val_acc"].iloc[-1])
+    loop = _digits_trainer(tmp_path / "check", "scheduler=none")
+    loop.model.load_state_dict(averaged)
+    assert loop.parts.ema is None
+    assert loop.evaluate(loop.val_loader)["acc"] == pytest.approx(a["val_acc"].iloc[-1])
 
 
 @pytest.mark.slow

@@ -213,10 +213,9 @@ def test_predict_applies_the_runs_flip_tta(image_run):
     config says so), so runner-predict reproduces its test metrics."""
     import dataclasses
 
-    from runner.engine import load_checkpoint_file
-    from runner.predict import Preprocessing, checkpoint_path
+    from runner.checkpoint import Preprocessing, checkpoint_path, load
 
-    ckpt = load_checkpoint_file(checkpoint_path(image_run["run_dir"]))
+    ckpt = load(checkpoint_path(image_run["run_dir"]))
     assert Preprocessing.from_checkpoint(ckpt).tta == "none"
     ckpt["config"]["trainer"]["tta"] = "flip"
     pre = Preprocessing.from_checkpoint(ckpt)

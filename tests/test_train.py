@@ -118,6 +118,7 @@ def test_early_stopping_ends_before_last_epoch(tmp_path):
             "trainer.max_epochs=40",
             "trainer.early_stopping.patience=2",
             "trainer.early_stopping.monitor=val_acc",
+            "trainer.monitor=val_acc",  # the best epoch by the same metric
             "scheduler=none",
         ],
         tmp_path,
