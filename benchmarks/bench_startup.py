@@ -165,7 +165,7 @@ def heaviest_imports(limit: int = 20) -> list[tuple[str, float]]:
     code = (
         "import torch, runner.cli, runner.train, runner.engine, runner.data.digits;"
         "import runner.data.synthetic, runner.evaluate, runner.plots, runner.report;"
-        "import runner.models.summary; from runner.data.digits import stratified_split;"
+        "import runner.models.summary; from runner.data.prepare import stratified_split;"
         "stratified_split(__import__('numpy').arange(20) % 2, 0.2, 0.2, 0)"
     )
     base = _importtime("import torch")
