@@ -41,10 +41,9 @@ import torch
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR10
 
-from runner.models.custom_cnn import CustomCNN
 from runner.data.cifar import load_cifar10
-from runner.data.loader import BatchLoader
-from runner.schema.dataset import AugmentConf
+from runner.data.loader import BatchLoader, LoaderOptions
+from runner.models.custom_cnn import CustomCNN
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -78,10 +77,11 @@ def ours(root: Path, batch_size: int, device: torch.device) -> BatchLoader:
         root=str(root),
         val_size=100,
         normalize="half",
-        augment=AugmentConf(crop_padding=4, hflip=True),
+        augment={"crop_padding": 4, "hflip": True},  # the other switches stay off
         check_duplicates=False,
     )
-    return BatchLoader(data.train, batch_size, device, data, train=True, seed=0)
+    options = LoaderOptions(batch_size=batch_size, device=device, train=True, seed=0)
+    return BatchLoader(data.train, data, options)
 
 
 def torchvision_loader(root: Path, batch_size: int, workers: int) -> torch.utils.data.DataLoader:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -12,6 +14,15 @@ from runner.data import augment as A
 from runner.schema.dataset import AugmentConf
 
 BILINEAR = InterpolationMode.BILINEAR
+OFF = {
+    "crop_padding": 0, "hflip": False, "random_resized_crop": False, "rotation": 0.0,
+    "color_jitter": 0.0, "cutout": 0,
+}  # fmt: skip
+
+
+def augment(**on) -> dict:
+    """A complete ``dataset.augment`` dict: every switch off except ``on``."""
+    return {**OFF, **on}
 
 
 @pytest.fixture
@@ -112,14 +123,14 @@ def test_cutout_zeroes_a_clipped_square():
     "form", ["dataclass", "dictconfig", "dict"], ids=["AugmentConf", "DictConfig", "dict"]
 )
 def test_apply_all_options_any_config_form(batch, form):
-    conf = AugmentConf(
+    settings = augment(
         crop_padding=4, hflip=True, random_resized_crop=True, rotation=15.0, color_jitter=0.4,
         cutout=6,
     )  # fmt: skip
     node = {
-        "dataclass": conf,
-        "dictconfig": OmegaConf.structured(conf),
-        "dict": OmegaConf.to_container(OmegaConf.structured(conf)),
+        "dataclass": AugmentConf(**settings),
+        "dictconfig": OmegaConf.create(settings),
+        "dict": settings,
     }[form]
     assert A.is_enabled(node)
     out = A.apply(batch, node, torch.Generator().manual_seed(3))
@@ -131,11 +142,28 @@ def test_apply_all_options_any_config_form(batch, form):
 
 
 def test_apply_off_and_unknown_keys(batch):
-    assert not A.is_enabled(None) and not A.is_enabled(AugmentConf())
+    assert not A.is_enabled(None) and not A.is_enabled(augment())
     assert A.apply(batch, None, torch.Generator()) is batch
-    assert torch.equal(A.apply(batch, AugmentConf(), torch.Generator()), batch)
+    assert torch.equal(A.apply(batch, augment(), torch.Generator()), batch)
     with pytest.raises(ValueError, match="crop_pading"):
         A.apply(batch, {"crop_pading": 4}, torch.Generator())
+    with pytest.raises(ValueError, match="crop_pading"):
+        A.is_enabled(OmegaConf.create({"crop_pading": 4}))
+
+
+def test_unset_switches_are_off_in_every_config_form():
+    """A schema instance or DictConfig with values left MISSING, or a partial dict, turns
+    on only the switches that are set (schemas hold types only, no default values)."""
+    assert tuple(f.name for f in dataclasses.fields(AugmentConf)) == A.KEYS
+    assert not A.is_enabled(AugmentConf()) and A.settings(AugmentConf()) == {}
+    for node in (
+        AugmentConf(hflip=True),
+        OmegaConf.structured(AugmentConf(hflip=True)),
+        {"hflip": True, "cutout": None},
+    ):
+        assert A.is_enabled(node) and A.settings(node) == {"hflip": True}
+    with pytest.raises(TypeError, match="AugmentConf"):
+        A.settings("hflip")
 
 
 def test_affine_alone_keeps_identity_and_half_precision():
@@ -152,8 +180,8 @@ def test_apply_on_cuda_matches_the_cpu_contract():
         pytest.skip("no CUDA device")
     x = torch.rand(64, 3, 32, 32, device="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)
-    conf = AugmentConf(crop_padding=4, hflip=True, random_resized_crop=True, rotation=10.0,
-                       color_jitter=0.3, cutout=8)  # fmt: skip
+    conf = augment(crop_padding=4, hflip=True, random_resized_crop=True, rotation=10.0,
+                   color_jitter=0.3, cutout=8)  # fmt: skip
     out = A.apply(x, conf, g)
     assert out.device.type == "cuda" and out.shape == x.shape
     dy, dx = torch.randint(0, 9, (64,), device="cuda"), torch.randint(0, 9, (64,), device="cuda")

@@ -353,8 +353,88 @@ def test_streaming_split_iterates_uint8_batches(tmp_path):
 
 def test_too_few_images_to_stratify_is_a_clear_error(tmp_path):
     write_folder(tmp_path / "few", per_class=3, corrupt=False)
-    with pytest.raises(DataError, match="smallest class: 3 images"):
+    with pytest.raises(DataError, match="smallest class: 3 images") as err:
         load_image_folder(root=str(tmp_path), name="few", image_size=8)
+    assert "images per class, fewest first: a: 3, b: 3, c: 3" in str(err.value)
+
+
+def _write_text_csvs(folder: Path, labels: list[str]) -> None:
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    rows = {"text": [f"text {i}" for i in range(len(labels))], "label": labels}
+    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(rows).to_csv(folder / "test.csv", index=False)
+
+
+def _split_failure(path: str, tmp_path: Path) -> None:
+    """Ask loader ``path`` for a split its data cannot give."""
+    from runner.data.digits import load_digits
+    from runner.data.synthetic import load_synthetic
+    from runner.text.nusax import load_nusax
+
+    root = str(tmp_path)
+    if path == "digits":  # 1 training image for 10 classes
+        load_digits(val_fraction=0.999, test_fraction=0.0)
+    elif path == "synthetic":  # classes 2 and 3 have one sample each
+        load_synthetic(num_samples=6, num_classes=4, image_size=4)
+    elif path == "cifar":
+        write_cifar(tmp_path)
+        load_cifar10(root=root, val_size=299, check_duplicates=False)
+    elif path == "mnist":
+        write_mnist(tmp_path / "MNIST" / "raw", n_train=200, n_test=20)
+        load_mnist(root=root, val_fraction=0.99, check_duplicates=False)
+    elif path == "mnist_test_as_train":
+        write_mnist(tmp_path / "MNIST" / "raw", n_train=20, n_test=20)
+        load_mnist(root=root, use_test_as_train=True, val_fraction=0.2, test_fraction=0.2)
+    elif path == "imagefolder":
+        write_folder(tmp_path / "few", per_class=3, corrupt=False)
+        load_image_folder(root=root, name="few", image_size=8)
+    elif path == "imagefolder_carved":  # train/ only: val and test carved from it
+        write_folder(tmp_path / "few" / "train", per_class=1, corrupt=False)
+        load_image_folder(root=root, name="few", image_size=8, val_fraction=0.3)
+    elif path == "text_hold_out":  # no valid.csv: validation held out of train
+        _write_text_csvs(tmp_path / "text", ["pos", "neg", "neg", "pos", "odd"])
+        load_nusax(path=str(tmp_path / "text"), val_fraction=0.4)
+
+
+SPLIT_FAILURES = {  # path: (samples, classes, counts fewest first as the message lists them)
+    "digits": ("images", 10, "images per class, fewest first: 8: 174, 2: 177"),
+    "synthetic": ("images", 4, "class_2: 1, class_3: 1, class_0: 2, class_1: 2"),
+    "cifar": ("images", 10, "c0: 30, c1: 30"),
+    "mnist": ("images", 10, "0: 20, 1: 20"),
+    "mnist_test_as_train": ("images", 10, "0: 2, 1: 2"),
+    "imagefolder": ("images", 3, "a: 3, b: 3, c: 3"),
+    "imagefolder_carved": ("images", 3, "a: 1, b: 1, c: 1"),
+    "text_hold_out": ("texts", 3, "odd: 1, neg: 2, pos: 2"),
+}
+
+
+@pytest.mark.parametrize("path", list(SPLIT_FAILURES))
+def test_every_split_failure_is_a_data_error_naming_the_class_counts(tmp_path, path):
+    noun, classes, counts = SPLIT_FAILURES[path]
+    with pytest.raises(DataError) as err:
+        _split_failure(path, tmp_path)
+    msg = str(err.value)
+    assert msg.startswith("cannot split ")
+    assert f" {noun} of {classes} classes (smallest class: " in msg
+    assert counts in msg
+    assert "with every class in every split (drawing " in msg and "0 for a split" in msg
+
+
+def test_stratified_split_checks_fractions_and_names_classes():
+    from runner.data.prepare import stratified_split
+
+    y = np.array([0, 0, 0, 1, 1, 2])
+    with pytest.raises(DataError, match=r"b: 2, a: 3\) .*\(drawing val: the kept part"):
+        stratified_split(np.array([0] * 3 + [1] * 2), 0.7, 0.0, 0, classes=["a", "b"])
+    with pytest.raises(DataError, match="drawing test: classes with only 1 member"):
+        stratified_split(y, 0.2, 0.2, 0)
+    for val, test in ((-0.1, 0.2), (0.5, 0.5), (0.2, 1.0)):
+        with pytest.raises(ConfigError, match="dataset.val_fraction"):
+            stratified_split(y, val, test, 0)
+    train, val, test = stratified_split(y, 0.0, 0.0, 0)  # nothing to draw: all train
+    assert train.tolist() == list(range(6)) and len(val) == len(test) == 0
 
 
 def test_bad_options_are_config_errors(tmp_path):

@@ -167,7 +167,7 @@ def test_stratified_split_matches_scikit_learn(seed):
     so taking scikit-learn off the start-up path (it costs ~1 s) moves no image."""
     from sklearn.model_selection import train_test_split
 
-    from runner.data.digits import stratified_split
+    from runner.data.prepare import stratified_split
 
     rng = np.random.default_rng(seed)
     for n, k, val, test in [(500, 7, 0.15, 0.15), (1797, 10, 0.2, 0.1), (333, 3, 0.1, 0.0)]:

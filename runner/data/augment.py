@@ -7,7 +7,7 @@ and no per-image Python work, on CPU or GPU alike. Each random function has a
 deterministic twin (``*_with``) that takes the parameters explicitly; the tests
 check those against ``torchvision.transforms.v2.functional`` image by image.
 
-:func:`apply` runs the switches of an ``AugmentConf`` in this order:
+:func:`apply` runs the switches of ``dataset.augment`` (:data:`KEYS`) in this order:
 
 1. ``random_resized_crop`` (area 35–100 %, aspect 3/4–4/3, back to H × W) and
    ``rotation`` (uniform in ±degrees) — one bilinear ``grid_sample`` through the
@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -240,29 +241,44 @@ def random_cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tenso
 
 # ------------------------------------------------------------------ config
 
+# The switches :func:`apply` knows (``dataset.augment`` in the config; the schema is
+# ``runner.schema.dataset.AugmentConf``).
+KEYS = ("crop_padding", "hflip", "random_resized_crop", "rotation", "color_jitter", "cutout")
 
-def _settings(augment: Any) -> dict[str, Any]:
+
+def settings(augment: Any) -> dict[str, Any]:
+    """The switches of ``augment`` that are set: an ``AugmentConf``, a DictConfig, a dict or
+    None (all off).
+
+    A key that is absent, None or MISSING (``???``, a schema field given no value) is
+    off; a key :func:`apply` does not know is a ``ValueError``.
+    """
     if augment is None:
         return {}
-    if dataclasses.is_dataclass(augment):
-        return dataclasses.asdict(augment)
-    if isinstance(augment, Mapping):  # dict or DictConfig
-        return dict(augment)
-    raise TypeError(f"augment must be an AugmentConf, a DictConfig or a dict, not {augment!r}")
+    if dataclasses.is_dataclass(augment) and not isinstance(augment, type):
+        raw = {f.name: getattr(augment, f.name) for f in dataclasses.fields(augment)}
+    elif isinstance(augment, DictConfig):
+        raw = OmegaConf.to_container(augment, resolve=True)
+    elif isinstance(augment, Mapping):
+        raw = dict(augment)
+    else:
+        raise TypeError(f"augment must be an AugmentConf, a DictConfig or a dict, not {augment!r}")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise ValueError(f"unknown augmentation keys {unknown}; valid: {', '.join(KEYS)}")
+    return {k: v for k, v in raw.items() if v is not None and v != MISSING}
 
 
 def apply(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
-    """Apply the enabled augmentations of an ``AugmentConf`` to a [0, 1] float batch.
+    """Apply the enabled augmentations of ``augment`` to a [0, 1] float batch.
 
-    ``augment`` may be an ``AugmentConf``, a DictConfig or a dict with its keys;
-    ``None`` returns ``x`` unchanged. Order: see the module docstring.
+    ``augment`` may be an ``AugmentConf``, a DictConfig or a dict with some of
+    :data:`KEYS` (see :func:`settings`); ``None`` returns ``x`` unchanged. Order: see the
+    module docstring.
     """
-    s = _settings(augment)
+    s = settings(augment)
     if not s:
         return x
-    unknown = set(s) - {f.name for f in dataclasses.fields(_augment_conf())}
-    if unknown:
-        raise ValueError(f"unknown augmentation keys {sorted(unknown)}")
     if s.get("random_resized_crop") or s.get("rotation"):
         x = random_affine(x, g, bool(s.get("random_resized_crop")), float(s.get("rotation") or 0))
     if s.get("crop_padding") or s.get("hflip"):
@@ -276,10 +292,4 @@ def apply(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
 
 def is_enabled(augment: Any) -> bool:
     """Whether any augmentation is switched on."""
-    return any(bool(v) for v in _settings(augment).values())
-
-
-def _augment_conf() -> type:
-    from runner.schema.dataset import AugmentConf
-
-    return AugmentConf
+    return any(bool(v) for v in settings(augment).values())

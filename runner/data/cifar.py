@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from runner.data.base import DataBundle, Split
-from runner.data.splits import finish_bundle, stratified
+from runner.data.prepare import BundleOptions, finish_bundle, make_splits
 from runner.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -137,21 +137,12 @@ def load_cifar10(
     fraction = val_size / len(y) if val_size else val_fraction
     if not 0 <= fraction < 1:
         raise ConfigError(f"dataset.val_size={val_size} must be below the {len(y)} training images")
-    tr, va, _ = stratified(y.numpy(), fraction, 0.0, seed)
-    tr_t, va_t = torch.as_tensor(tr), torch.as_tensor(va)
-    log.info("CIFAR-10: %d train, %d val, %d test", len(tr), len(va), len(y_test))
-    return finish_bundle(
-        name=name,
-        classes=classes,
-        train=Split(x[tr_t], y[tr_t], [f"train#{i}" for i in tr]),
-        val=Split(x[va_t], y[va_t], [f"train#{i}" for i in va]),
-        test=Split(x_test, y_test, [f"test#{i}" for i in range(len(y_test))]),
-        normalize=normalize,
-        subset=subset,
-        seed=seed,
-        augment=augment,
-        check_duplicates=check_duplicates,
-    )
+    names = [f"train#{i}" for i in range(len(y))]
+    train, val, _ = make_splits(x, y, fraction, 0.0, seed, classes=classes, names=names)
+    test = Split(x_test, y_test, [f"test#{i}" for i in range(len(y_test))])
+    log.info("CIFAR-10: %d train, %d val, %d test", len(train), len(val), len(test))
+    options = BundleOptions(normalize, subset, seed, augment, check_duplicates)
+    return finish_bundle(name, classes, (train, val, test), options)
 
 
 def _check_labels(y: torch.Tensor, y_test: torch.Tensor, classes: list[str], folder: Path) -> None:

@@ -29,7 +29,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from runner.data import cache as cache_mod
 from runner.data.base import DataBundle, Split
-from runner.data.digits import normalisation, subset_per_class
-from runner.data.splits import (
+from runner.data.prepare import (
+    BundleOptions,
     channel_stats,
     finish_bundle,
-    group_split,
-    groups_from_csv,
-    groups_from_regex,
-    stratified,
+    stratified_split,
+    subset_per_class,
 )
+from runner.data.splits import group_split, groups_from_csv, groups_from_regex
 from runner.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,22 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 # ------------------------------------------------------------------ decoding
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How image files become tensors.
+
+    image_size: side in pixels of the square images (shorter side resized, centre crop).
+    channels: 3 (RGB) | 1 (grey). skip_corrupt: leave out unreadable files (with a
+    warning) instead of raising :class:`DataError`. workers: decoding threads (in
+    memory) or DataLoader worker processes (streaming).
+    """
+
+    image_size: int
+    channels: int
+    skip_corrupt: bool = False
+    workers: int = 0
 
 
 def decode_image(path: Path, image_size: int, channels: int) -> tuple[torch.Tensor, str]:
@@ -80,7 +95,7 @@ def decode_image(path: Path, image_size: int, channels: int) -> tuple[torch.Tens
 
 
 def decode_all(
-    folder: Path, files: Sequence[str], image_size: int, channels: int, workers: int
+    folder: Path, files: Sequence[str], decoding: Decoding
 ) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     """Decode ``files`` (relative to ``folder``) into one uint8 tensor ``(N, C, S, S)``.
 
@@ -89,6 +104,7 @@ def decode_all(
     """
     from tqdm.auto import tqdm
 
+    image_size, channels = decoding.image_size, decoding.channels
     x = torch.zeros((len(files), channels, image_size, image_size), dtype=torch.uint8)
     failed: list[tuple[str, str]] = []
     modes: list[str] = [""] * len(files)
@@ -100,7 +116,7 @@ def decode_all(
             failed.append((files[i], f"{type(err).__name__}: {err}"))
 
     log.info("decoding %d images from %s at %d px", len(files), folder, image_size)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, decoding.workers)) as pool:
         list(tqdm(pool.map(work, range(len(files))), total=len(files), disable=None, leave=False))
     wanted = "RGB" if channels == 3 else "L"
     converted = sum(m not in ("", wanted) for m in modes)
@@ -243,7 +259,7 @@ def split_indices(
         if groups is not None:
             parts = group_split(y, [groups[i] for i in idx], val, test, seed)
         else:
-            parts = stratified(y, val, test, seed)
+            parts = stratified_split(y, val, test, seed, classes=layout.classes)
         return tuple(idx[p] for p in parts)
 
     if layout.split_of is None:
@@ -279,25 +295,17 @@ def _groups(layout: Layout, folder: Path, regex: str, csv: str, column: str, fil
 class _FileDataset(torch.utils.data.Dataset):
     """Decode-on-access dataset of image files (for :class:`StreamingSplit`)."""
 
-    def __init__(
-        self,
-        files: Sequence[Path],
-        labels: torch.Tensor,
-        image_size: int,
-        channels: int,
-        skip: bool,
-    ) -> None:
-        self.files, self.labels = list(files), labels
-        self.image_size, self.channels, self.skip = image_size, channels, skip
+    def __init__(self, files: Sequence[Path], labels: torch.Tensor, decoding: Decoding) -> None:
+        self.files, self.labels, self.decoding = list(files), labels, decoding
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
         try:
-            img, _ = decode_image(self.files[i], self.image_size, self.channels)
+            img, _ = decode_image(self.files[i], self.decoding.image_size, self.decoding.channels)
         except Exception as err:
-            if self.skip:
+            if self.decoding.skip_corrupt:
                 warnings.warn(f"skipping unreadable image {self.files[i]}: {err}", stacklevel=2)
                 return None
             raise DataError(
@@ -326,9 +334,8 @@ class LazyImages:
 
     def __init__(self, dataset: _FileDataset) -> None:
         self._ds = dataset
-        self.shape = torch.Size(
-            (len(dataset), dataset.channels, dataset.image_size, dataset.image_size)
-        )
+        size, channels = dataset.decoding.image_size, dataset.decoding.channels
+        self.shape = torch.Size((len(dataset), channels, size, size))
 
     def __len__(self) -> int:
         return len(self._ds)
@@ -341,8 +348,8 @@ class LazyImages:
             if t.dtype == torch.bool:
                 t = t.nonzero().flatten()
             if t.ndim == 0:  # one image (python or numpy integer, 0-d tensor)
-                ds = self._ds
-                return decode_image(ds.files[int(t)], ds.image_size, ds.channels)[0]
+                path, decoding = self._ds.files[int(t)], self._ds.decoding
+                return decode_image(path, decoding.image_size, decoding.channels)[0]
             indices = t.tolist()
         if not indices:
             return torch.empty((0, *self.shape[1:]), dtype=torch.uint8)
@@ -369,20 +376,13 @@ class StreamingSplit(Split):
     streaming = True
 
     def __init__(
-        self,
-        files: Sequence[Path],
-        y: torch.Tensor,
-        names: list[str] | None,
-        image_size: int,
-        channels: int,
-        skip_corrupt: bool = False,
-        num_workers: int = 0,
+        self, files: Sequence[Path], y: torch.Tensor, names: list[str] | None, decoding: Decoding
     ) -> None:
-        self._dataset = _FileDataset(files, y, image_size, channels, skip_corrupt)
+        self._dataset = _FileDataset(files, y, decoding)
         self.x = LazyImages(self._dataset)  # type: ignore[assignment]
         self.y = y
         self.names = names
-        self.num_workers = num_workers
+        self.num_workers = decoding.workers
         self.__post_init__()
 
     def batches(
@@ -481,29 +481,17 @@ def load_image_folder(
     layout = scan(folder)
     groups = _groups(layout, folder, group_regex, group_csv, group_column, group_file_column)
     workers = min(8, os.cpu_count() or 1) if num_workers < 0 else num_workers
+    decoding = Decoding(image_size, channels, skip_corrupt, workers)
+    options = BundleOptions(normalize, subset, seed, augment, check_duplicates)
     decoded_mb = len(layout.files) * channels * image_size**2 / 2**20
     if _streams(streaming, decoded_mb, streaming_threshold_mb):
         log.info(
             "streaming %d images (%.0f MiB decoded) from %s", len(layout.files), decoded_mb, folder
         )
         parts = split_indices(layout, groups, val_fraction, test_fraction, seed)
-        return _streaming_bundle(
-            name,
-            folder,
-            layout,
-            parts,
-            image_size,
-            channels,
-            normalize,
-            subset,
-            seed,
-            augment,
-            skip_corrupt,
-            workers,
-        )
-    x, failed = _decoded(
-        folder, layout, root, name, image_size, channels, cache, skip_corrupt, workers
-    )
+        return _streaming_bundle(name, folder, layout, parts, decoding, options)
+    target = _cache_target(root, name, folder, layout, decoding) if cache else None
+    x, failed = _decoded(folder, layout, target, decoding)
     if failed:
         keep = np.flatnonzero(~np.isin(np.asarray(layout.files), [rel for rel, _ in failed]))
         x, layout = x[torch.as_tensor(keep)], layout.select(keep)
@@ -513,19 +501,8 @@ def load_image_folder(
     train, val, test = (
         Split(x[torch.as_tensor(i)], y[i], [layout.files[j] for j in i]) for i in parts.values()
     )
-    return finish_bundle(
-        name=name,
-        classes=layout.classes,
-        train=train,
-        val=val,
-        test=test,
-        normalize=normalize,
-        subset=subset,
-        seed=seed,
-        augment=augment,
-        check_duplicates=check_duplicates,
-        artifacts=_skipped_artifact(failed),
-    )
+    artifacts = _skipped_artifact(failed)
+    return finish_bundle(name, layout.classes, (train, val, test), options, artifacts=artifacts)
 
 
 def _streams(streaming: Any, decoded_mb: float, threshold_mb: float) -> bool:
@@ -535,35 +512,31 @@ def _streams(streaming: Any, decoded_mb: float, threshold_mb: float) -> bool:
     return value == "true" or (value == "auto" and decoded_mb > threshold_mb)
 
 
+def _cache_target(root: str, name: str, folder: Path, layout: Layout, decoding: Decoding) -> Path:
+    """Where the decoded set of ``layout`` is cached (:mod:`runner.data.cache`)."""
+    size, channels = decoding.image_size, decoding.channels
+    key = cache_mod.cache_key(folder, layout.files, size, channels, str(folder.resolve()))
+    return cache_mod.cache_path(root, folder, name, key, size, channels)
+
+
 def _decoded(
-    folder: Path,
-    layout: Layout,
-    root: str,
-    name: str,
-    image_size: int,
-    channels: int,
-    use_cache: bool,
-    skip_corrupt: bool,
-    workers: int,
+    folder: Path, layout: Layout, target: Path | None, decoding: Decoding
 ) -> tuple[torch.Tensor, list[tuple[str, str]]]:
-    """All images decoded (from the cache when it matches) and the unreadable ones.
+    """All images decoded (from the cache file ``target`` when it matches; None = no
+    cache) and the unreadable ones.
 
     Returns the uint8 tensor of every file (rows of unreadable files are zero) and
     ``(relative path, error)`` of each unreadable file.
     """
-    target = None
-    if use_cache:
-        key = cache_mod.cache_key(folder, layout.files, image_size, channels, str(folder.resolve()))
-        target = cache_mod.cache_path(root, folder, name, key, image_size, channels)
     payload = cache_mod.load(target)
     if payload is None or payload["files"] != layout.files:
-        x, failed = decode_all(folder, layout.files, image_size, channels, workers)
+        x, failed = decode_all(folder, layout.files, decoding)
         payload = {"x": x, "files": layout.files, "failed": [list(f) for f in failed]}
         # cached even with unreadable files: their rows are dropped at load time, and
         # replacing a file changes the key
         cache_mod.save(target, payload)
     failed = [tuple(f) for f in payload["failed"]]
-    corrupt_report(failed, folder, skip_corrupt)
+    corrupt_report(failed, folder, decoding.skip_corrupt)
     return payload["x"], failed
 
 
@@ -581,48 +554,26 @@ def _streaming_bundle(
     folder: Path,
     layout: Layout,
     parts: dict[str, np.ndarray],
-    image_size: int,
-    channels: int,
-    normalize: str,
-    subset: float,
-    seed: int,
-    augment: Any,
-    skip_corrupt: bool,
-    workers: int,
+    decoding: Decoding,
+    options: BundleOptions,
 ) -> DataBundle:
-    """The bundle of :class:`StreamingSplit` s (no duplicate check: that would decode all)."""
-    if subset:
-        parts["train"] = parts["train"][
-            subset_per_class(layout.labels[parts["train"]], subset, seed)
-        ]
+    """The bundle of :class:`StreamingSplit` s. The subset is drawn on file indices and
+    the statistics from up to 1 000 training images, so nothing is decoded up front; no
+    duplicate check (that would decode every image)."""
+    if options.subset:
+        train = parts["train"]
+        parts["train"] = train[subset_per_class(layout.labels[train], options.subset, options.seed)]
     y = torch.as_tensor(layout.labels)
-    splits = {
-        s: StreamingSplit(
-            [folder / layout.files[i] for i in idx],
-            y[idx],
-            [layout.files[i] for i in idx],
-            image_size,
-            channels,
-            skip_corrupt,
-            workers,
-        )
-        for s, idx in parts.items()
-    }
-    stats = ((0.0,) * channels, (1.0,) * channels)
-    if normalize == "dataset":  # estimated from up to 1 000 training images
-        rng = np.random.default_rng(seed)
+    splits = {}
+    for s, idx in parts.items():
+        names = [layout.files[i] for i in idx]
+        splits[s] = StreamingSplit([folder / n for n in names], y[idx], names, decoding)
+    stats = None
+    if options.normalize == "dataset":
+        rng = np.random.default_rng(options.seed)
         n = len(splits["train"])
         sample = rng.choice(n, size=min(n, 1000), replace=False)
         stats = channel_stats(splits["train"].x[np.sort(sample).tolist()])
-    mean, std = normalisation(normalize, stats, channels)
-    return DataBundle(
-        name=name,
-        classes=layout.classes,
-        train=splits["train"],
-        val=splits["val"],
-        test=splits["test"],
-        mean=mean,
-        std=std,
-        augment=augment,
-        artifacts={},
-    )
+    done = replace(options, subset=0.0, check_duplicates=False)
+    train, val, test = (splits[s] for s in SPLITS)
+    return finish_bundle(name, layout.classes, (train, val, test), done, stats=stats)

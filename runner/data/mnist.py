@@ -19,6 +19,8 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,11 @@ import numpy as np
 import torch
 
 from runner.data.base import DataBundle, Split
-from runner.data.splits import finish_bundle, stratified
+from runner.data.prepare import BundleOptions, finish_bundle, make_splits
 from runner.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-MNIST_CLASSES = [str(d) for d in range(10)]
-FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -81,48 +78,42 @@ def read_pair(folder: Path, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def missing_error(title: str, folder: Path, absent: list[str], tv_name: str) -> DataError:
+@dataclass(frozen=True)
+class IdxDataset:
+    """A dataset stored as IDX files: its config name, its name in messages, the folder
+    torchvision's downloader writes (``<root>/<folder>/raw/``) and its class names."""
+
+    name: str
+    title: str
+    folder: str
+    classes: tuple[str, ...]
+
+
+MNIST = IdxDataset("mnist", "MNIST", "MNIST", tuple(str(d) for d in range(10)))
+FASHION_MNIST = IdxDataset(
+    "fashion_mnist", "Fashion-MNIST", "FashionMNIST",
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+)  # fmt: skip
+
+
+def missing_error(dataset: IdxDataset, folder: Path, absent: list[str]) -> DataError:
     return DataError(
-        f"{title} not found: {folder} lacks {', '.join(absent)} (raw or .gz). Expected the IDX "
-        f"files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-        f"t10k-labels-idx1-ubyte in <root>/{tv_name}/raw/ (or in dataset.path). Get them with "
-        f"dataset.download=true (torchvision's downloader), copy them there, or set "
+        f"{dataset.title} not found: {folder} lacks {', '.join(absent)} (raw or .gz). Expected "
+        f"the IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
+        f"and t10k-labels-idx1-ubyte in <root>/{dataset.folder}/raw/ (or in dataset.path). Get "
+        f"them with dataset.download=true (torchvision's downloader), copy them there, or set "
         f"dataset.root / $RUNNER_DATA / dataset.path. With only the t10k files, set "
         f"dataset.use_test_as_train=true and dataset.test_fraction>0."
     )
 
 
-def _load(
-    *,
-    title: str,
-    tv_name: str,
-    classes: list[str],
-    root: str,
-    path: str,
-    download: bool,
-    val_fraction: float,
-    test_fraction: float,
-    use_test_as_train: bool,
-    normalize: str,
-    subset: float,
-    augment: Any,
-    check_duplicates: bool,
-    seed: int,
-    name: str,
-) -> DataBundle:
-    folder = Path(os.path.expanduser(path)) if path else Path(tv_name) / "raw"
+def find_files(
+    dataset: IdxDataset, root: str, path: str, download: bool, prefixes: list[str]
+) -> Path:
+    """The folder holding the ``prefixes``' IDX files, downloaded first if asked and absent."""
+    folder = Path(os.path.expanduser(path)) if path else Path(dataset.folder) / "raw"
     folder = folder if folder.is_absolute() else Path(root) / folder
-    prefixes = ["t10k"] if use_test_as_train else ["train", "t10k"]
-    if use_test_as_train and not test_fraction > 0:
-        raise ConfigError(
-            "dataset.use_test_as_train=true divides the t10k file into train/val/test: "
-            "set dataset.test_fraction > 0 (e.g. 0.2)"
-        )
-    if not use_test_as_train and test_fraction:
-        raise ConfigError(
-            f"dataset.test_fraction must be 0 for {title}: the official t10k files are the test "
-            "split (or set dataset.use_test_as_train=true)"
-        )
 
     def absent() -> list[str]:
         stems = [
@@ -131,38 +122,11 @@ def _load(
         return [s for s in stems if _find(folder, s) is None]
 
     if absent() and download:
-        _fetch(tv_name, Path(root))
-        folder = Path(root) / tv_name / "raw"
+        _fetch(dataset.folder, Path(root))
+        folder = Path(root) / dataset.folder / "raw"
     if absent():
-        raise missing_error(title, folder, absent(), tv_name)
-
-    if use_test_as_train:
-        x, y = read_pair(folder, "t10k")
-        tr, va, te = stratified(y.numpy(), val_fraction, test_fraction, seed)
-        splits = [(x, y, i, "t10k") for i in (tr, va, te)]
-    else:
-        x, y = read_pair(folder, "train")
-        x_test, y_test = read_pair(folder, "t10k")
-        tr, va, _ = stratified(y.numpy(), val_fraction, 0.0, seed)
-        splits = [(x, y, tr, "train"), (x, y, va, "train")]
-        splits.append((x_test, y_test, np.arange(len(y_test)), "t10k"))
-    train, val, test = (
-        Split(xs[torch.as_tensor(i)], ys[torch.as_tensor(i)], [f"{src}#{j}" for j in i])
-        for xs, ys, i, src in splits
-    )
-    log.info("%s: %d train, %d val, %d test", title, len(train), len(val), len(test))
-    return finish_bundle(
-        name=name,
-        classes=classes,
-        train=train,
-        val=val,
-        test=test,
-        normalize=normalize,
-        subset=subset,
-        seed=seed,
-        augment=augment,
-        check_duplicates=check_duplicates,
-    )
+        raise missing_error(dataset, folder, absent())
+    return folder
 
 
 def _fetch(tv_name: str, root: Path) -> None:
@@ -172,53 +136,67 @@ def _fetch(tv_name: str, root: Path) -> None:
     getattr(datasets, tv_name)(str(root), train=True, download=True)
 
 
-def load_mnist(
-    *,
-    root: str = "data",
-    path: str = "",
-    download: bool = False,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.0,
-    use_test_as_train: bool = False,
-    normalize: str = "dataset",
-    subset: float = 0.0,
-    augment: Any = None,
-    check_duplicates: bool = True,
-    seed: int = 42,
-    name: str = "mnist",
-    **_: Any,
-) -> DataBundle:
-    """MNIST digits as uint8 ``(N, 1, 28, 28)``; see the module docstring for splits.
-
-    Args:
-        path: folder of the IDX files; absolute, relative to ``root``, or ``""`` =
-            ``<root>/MNIST/raw``.
-        normalize: dataset (train-split statistics) | half | imagenet | none.
-    """
-    return _load(title="MNIST", tv_name="MNIST", classes=MNIST_CLASSES, **_args(locals()))
+def _names(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}#{i}" for i in range(n)]
 
 
-def load_fashion_mnist(
-    *,
-    root: str = "data",
-    path: str = "",
-    download: bool = False,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.0,
-    use_test_as_train: bool = False,
-    normalize: str = "dataset",
-    subset: float = 0.0,
-    augment: Any = None,
-    check_duplicates: bool = True,
-    seed: int = 42,
-    name: str = "fashion_mnist",
-    **_: Any,
-) -> DataBundle:
-    """Fashion-MNIST (10 clothing classes), files at ``<root>/FashionMNIST/raw/``."""
-    return _load(
-        title="Fashion-MNIST", tv_name="FashionMNIST", classes=FASHION_CLASSES, **_args(locals())
+def idx_loader(dataset: IdxDataset) -> Callable[..., DataBundle]:
+    """The loader of ``dataset``: keyword arguments = the keys of ``conf/dataset/mnist.yaml``."""
+
+    def load(
+        *,
+        root: str = "data",
+        path: str = "",
+        download: bool = False,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        use_test_as_train: bool = False,
+        normalize: str = "dataset",
+        subset: float = 0.0,
+        augment: Any = None,
+        check_duplicates: bool = True,
+        seed: int = 42,
+        name: str = dataset.name,
+        **_: Any,
+    ) -> DataBundle:
+        if use_test_as_train and not test_fraction > 0:
+            raise ConfigError(
+                "dataset.use_test_as_train=true divides the t10k file into train/val/test: "
+                "set dataset.test_fraction > 0 (e.g. 0.2)"
+            )
+        if not use_test_as_train and test_fraction:
+            raise ConfigError(
+                f"dataset.test_fraction must be 0 for {dataset.title}: the official t10k files "
+                "are the test split (or set dataset.use_test_as_train=true)"
+            )
+        prefixes = ["t10k"] if use_test_as_train else ["train", "t10k"]
+        folder = find_files(dataset, root, path, download, prefixes)
+        classes = dataset.classes
+        if use_test_as_train:
+            x, y = read_pair(folder, "t10k")
+            names = _names("t10k", len(y))
+            splits = make_splits(
+                x, y, val_fraction, test_fraction, seed, classes=classes, names=names
+            )
+        else:
+            x, y = read_pair(folder, "train")
+            names = _names("train", len(y))
+            train, val, _ = make_splits(x, y, val_fraction, 0.0, seed, classes=classes, names=names)
+            x_test, y_test = read_pair(folder, "t10k")
+            splits = (train, val, Split(x_test, y_test, _names("t10k", len(y_test))))
+        log.info("%s: %d train, %d val, %d test", dataset.title, *map(len, splits))
+        options = BundleOptions(normalize, subset, seed, augment, check_duplicates)
+        return finish_bundle(name, classes, splits, options)
+
+    load.__name__ = load.__qualname__ = f"load_{dataset.name}"
+    load.__doc__ = (
+        f"{dataset.title} as uint8 ``(N, 1, 28, 28)``; see the module docstring for splits.\n\n"
+        f'    path: folder of the IDX files; absolute, relative to ``root``, or ``""`` =\n'
+        f"        ``<root>/{dataset.folder}/raw``.\n"
+        "    normalize: dataset (train-split statistics) | half | imagenet | none.\n"
     )
+    return load
 
 
-def _args(local: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in local.items() if k != "_"}
+load_mnist = idx_loader(MNIST)
+load_fashion_mnist = idx_loader(FASHION_MNIST)

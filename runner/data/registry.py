@@ -37,7 +37,12 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset format", "dataset.format")
 
 
 def register_dataset(
-    format: str, loader: Callable[..., Any] | str, schema: type, *, kind: str = "image", preset: Any = None
+    format: str,
+    loader: Callable[..., Any] | str,
+    schema: type,
+    *,
+    kind: str = "image",
+    preset: Any = None,
 ) -> DatasetEntry:
     """Register a dataset format (and its schema as ``schema/dataset/<format>``).
 
@@ -59,7 +64,9 @@ def dataset_params(dataset_cfg: Mapping[str, Any] | DictConfig) -> tuple[Dataset
     """The entry and the loader's keyword arguments, checked against the format's schema."""
     from omegaconf.errors import OmegaConfBaseException
 
-    node = dataset_cfg if isinstance(dataset_cfg, DictConfig) else OmegaConf.create(dict(dataset_cfg))
+    node = (
+        dataset_cfg if isinstance(dataset_cfg, DictConfig) else OmegaConf.create(dict(dataset_cfg))
+    )
     entry = DATASETS.get(node.get("format"))
     try:
         typed = OmegaConf.merge(OmegaConf.structured(entry.schema), node)
@@ -92,7 +99,11 @@ def _register_builtins() -> None:
         "cifar10": ("runner.data.cifar:load_cifar10", schema.CIFAR10Conf, "image"),
         "mnist": ("runner.data.mnist:load_mnist", schema.MNISTConf, "image"),
         "fashion_mnist": ("runner.data.mnist:load_fashion_mnist", schema.MNISTConf, "image"),
-        "imagefolder": ("runner.data.imagefolder:load_image_folder", schema.ImageFolderConf, "image"),
+        "imagefolder": (
+            "runner.data.imagefolder:load_image_folder",
+            schema.ImageFolderConf,
+            "image",
+        ),
         "text_csv": ("runner.text.nusax:load_nusax", schema.TextCSVConf, "text"),
     }
     for name, (loader, conf, kind) in builtins.items():

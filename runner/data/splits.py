@@ -1,6 +1,6 @@
 """Leakage guards: group-aware splitting and a cross-split duplicate check.
 
-Stratified splitting by image lives in :func:`runner.data.digits.stratified_split`;
+Stratified splitting by image lives in :func:`runner.data.prepare.stratified_split`;
 this module adds what that one cannot see:
 
 - **groups** — several images of one thing (frames of one fish, photos of one
@@ -16,45 +16,16 @@ this module adds what that one cannot see:
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 import torch
 
-from runner.data.base import DataBundle, Split
 from runner.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
-
-# ------------------------------------------------------------------ by image
-
-
-def stratified(
-    y: np.ndarray, val_fraction: float, test_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`runner.data.digits.stratified_split` with a :class:`DataError` that says why.
-
-    Stratifying needs at least one image of every class in each split it draws.
-    """
-    from runner.data.digits import stratified_split
-
-    try:
-        return stratified_split(np.asarray(y), val_fraction, test_fraction, seed)
-    except ValueError as err:
-        counts = np.bincount(np.asarray(y))
-        raise DataError(
-            f"cannot split {len(y)} images of {len(counts)} classes (smallest class: "
-            f"{counts.min()} images) into val_fraction={val_fraction} and "
-            f"test_fraction={test_fraction} with every class in every split ({err}). "
-            "Use more images, larger fractions, or 0 for a split you do not need."
-        ) from None
-
 
 # ------------------------------------------------------------------ groups
 
@@ -270,88 +241,3 @@ def find_cross_split_duplicates(
             stacklevel=2,
         )
     return pairs
-
-
-# ------------------------------------------------------------------ assembly
-
-
-def channel_stats(
-    x: torch.Tensor, chunk: int = 2048
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images ``(N, C, H, W)``, in [0, 1] units.
-
-    Accumulated in float64 over chunks of ``chunk`` images, so memory stays small.
-    """
-    if len(x) == 0:
-        raise DataError("cannot compute dataset statistics of an empty training split")
-    c = x.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    squares = torch.zeros(c, dtype=torch.float64)
-    for start in range(0, len(x), chunk):
-        part = x[start : start + chunk].to(torch.float32).div_(255.0).transpose(0, 1).reshape(c, -1)
-        total += part.sum(1).double()
-        squares += part.square().sum(1).double()
-    n = x[0].numel() // c * len(x)
-    mean = total / n
-    std = (squares / n - mean.square()).clamp_min(0).sqrt().clamp_min(1e-6)
-    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
-
-
-def finish_bundle(
-    *,
-    name: str,
-    classes: list[str],
-    train: Split,
-    val: Split,
-    test: Split,
-    normalize: str,
-    subset: float,
-    seed: int,
-    augment: Any,
-    check_duplicates: bool = True,
-    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
-    artifacts: dict[str, Any] | None = None,
-) -> DataBundle:
-    """The :class:`DataBundle` of in-memory image splits, with the steps every builder shares.
-
-    ``subset`` keeps a stratified part of *train* only (a fraction if <= 1, else a
-    count per class; 0 = all). ``normalize``: ``dataset`` (statistics of the train
-    split, or ``stats`` when given) | ``half`` | ``imagenet`` | ``none``. With
-    ``check_duplicates`` the cross-split duplicate pairs are put in
-    ``artifacts["duplicates.csv"]`` (a DataFrame with :data:`DUPLICATE_COLUMNS`,
-    empty when there are none); the run writes each artifact under its key's file
-    name.
-    """
-    from runner.data.digits import normalisation, subset_per_class
-
-    if subset < 0:
-        raise ConfigError(f"dataset.subset must be >= 0 (0 = all), got {subset}")
-    if subset:
-        keep = torch.as_tensor(subset_per_class(train.y.numpy(), subset, seed))
-        names = [train.names[i] for i in keep.tolist()] if train.names is not None else None
-        train = Split(train.x[keep], train.y[keep], names)
-    artifacts = dict(artifacts or {})
-    if check_duplicates:
-        import pandas as pd
-
-        pairs = find_cross_split_duplicates(
-            {k: (s.x, s.names) for k, s in (("train", train), ("val", val), ("test", test))}
-        )
-        artifacts["duplicates.csv"] = pd.DataFrame(pairs, columns=list(DUPLICATE_COLUMNS))
-    channels = int(train.x.shape[1])
-    dataset_stats = stats
-    if normalize == "dataset" and dataset_stats is None:
-        dataset_stats = channel_stats(train.x)
-    mean, std = normalisation(normalize, dataset_stats or ((0.0,), (1.0,)), channels)
-    return DataBundle(
-        name=name,
-        classes=list(classes),
-        train=train,
-        val=val,
-        test=test,
-        kind="image",
-        mean=mean,
-        std=std,
-        augment=augment,
-        artifacts=artifacts,
-    )

@@ -1,7 +1,9 @@
 """scikit-learn's stratified ``train_test_split``, without importing scikit-learn.
 
-Why this exists: ``import sklearn`` costs ≈ 0.8 s, and the runner must reach its first
-training step within 3 s of ``import torch`` (issue 8). Every run splits its data
+The sampling step behind :func:`runner.data.prepare.stratified_split`, which is what
+loaders call (it turns this module's ``ValueError`` into a ``DataError`` naming the class
+counts). Why this exists: ``import sklearn`` costs ≈ 0.8 s, and the runner must reach its
+first training step within 3 s of ``import torch``. Every run splits its data
 before training, so the split cannot wait for a lazy import. This module follows
 ``StratifiedShuffleSplit`` (scikit-learn 1.x, BSD-3) step by step with the same
 ``numpy.random.RandomState`` stream, so a seed gives *exactly* the images that
@@ -39,9 +41,9 @@ def _approximate_mode(counts: np.ndarray, n_draws: int, rng: np.random.RandomSta
 
 
 def split_stratified(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ``(train, test)`` into ``y``: ``test_size`` of them (rounded up) in test,
-    every class in proportion. Raises ``ValueError`` as scikit-learn does when a class
-    has one member or a side would get fewer images than there are classes."""
+    """Positions ``(kept, held_out)`` into ``y``: ``test_size`` of them (rounded up) held
+    out, every class in proportion. Raises ``ValueError`` as scikit-learn does when a class
+    has one member or a side would get fewer samples than there are classes."""
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size={test_size} should be in the (0, 1) range")
     n = len(y)
@@ -51,10 +53,10 @@ def split_stratified(y: np.ndarray, test_size: float, seed: int) -> tuple[np.nda
     if counts.min() < 2:
         few = classes[counts < 2].tolist()
         raise ValueError(f"classes with only 1 member cannot be stratified: {few}")
-    for side, size in (("train", n_train), ("test", n_test)):
+    for side, size in (("kept", n_train), ("held-out", n_test)):
         if size < len(classes):
             raise ValueError(
-                f"the {side} side would get {size} images, fewer than the {len(classes)} classes"
+                f"the {side} part would get {size} samples, fewer than the {len(classes)} classes"
             )
     by_class = np.split(np.argsort(y_idx, kind="stable"), np.cumsum(counts)[:-1])
     rng = np.random.RandomState(seed)

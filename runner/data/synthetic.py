@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from runner.data.base import DataBundle
-from runner.data.digits import make_splits, normalisation
+from runner.data.prepare import BundleOptions, finish_bundle, make_splits
 
 
 def load_synthetic(
@@ -22,9 +22,13 @@ def load_synthetic(
     normalize: str = "dataset",
     subset: float = 0.0,
     augment: Any = None,
+    name: str = "synthetic",
     **_: Any,
 ) -> DataBundle:
-    """Each class has a fixed random low-frequency template; samples add noise to it."""
+    """Each class has a fixed random low-frequency template; samples add noise to it.
+
+    ``normalize: dataset`` uses mean 0.5 and std 0.25 per channel (the generator's range).
+    """
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, channels, 4, 4, generator=g)
     templates = torch.nn.functional.interpolate(
@@ -33,16 +37,8 @@ def load_synthetic(
     y = torch.arange(num_samples) % num_classes
     noise = torch.randn(num_samples, channels, image_size, image_size, generator=g) * 0.15
     x = ((templates[y] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
-    train, val, test = make_splits(x, y.numpy(), val_fraction, test_fraction, seed, subset)
+    classes = [f"class_{i}" for i in range(num_classes)]
+    splits = make_splits(x, y, val_fraction, test_fraction, seed, classes=classes)
+    options = BundleOptions(normalize, subset, seed, augment, check_duplicates=False)
     stats = ((0.5,) * channels, (0.25,) * channels)
-    mean, std = normalisation(normalize, stats, channels)
-    return DataBundle(
-        name="synthetic",
-        classes=[f"class_{i}" for i in range(num_classes)],
-        train=train,
-        val=val,
-        test=test,
-        mean=mean,
-        std=std,
-        augment=augment,
-    )
+    return finish_bundle(name, classes, splits, options, stats=stats)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from runner.data.base import DataBundle, Split
+from runner.data.prepare import stratified_split, subset_per_class
 from runner.errors import DataError
 from runner.text.tokenizer import PAD_IDX, Vocabulary
 
@@ -64,8 +65,6 @@ def load_nusax(
     frames = _read_splits(folder, text_column, label_column, val_fraction, seed)
     classes = sorted(frames["train"][label_column].unique().tolist())
     if subset:
-        from runner.data.digits import subset_per_class
-
         train = frames["train"]
         keep = subset_per_class(_label_ids(train, label_column, classes, "train"), subset, seed)
         frames["train"] = train.iloc[keep]
@@ -140,12 +139,11 @@ def _read_csv(file: Path, text_column: str, label_column: str) -> pd.DataFrame:
 def _hold_out(
     frame: pd.DataFrame, label_column: str, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
-
-    train, val = train_test_split(
-        frame, test_size=fraction, stratify=frame[label_column], random_state=seed
-    )
-    return train.sort_index(), val.sort_index()
+    """A stratified ``fraction`` of ``frame`` as validation (the rows scikit-learn's
+    ``train_test_split(stratify=…, random_state=seed)`` would hold out), in file order."""
+    labels = frame[label_column].to_numpy()
+    train, val, _ = stratified_split(labels, fraction, 0.0, seed, noun="texts")
+    return frame.iloc[train], frame.iloc[val]
 
 
 def _label_ids(frame: pd.DataFrame, label_column: str, classes: list, split: str) -> np.ndarray:
