@@ -277,7 +277,9 @@ class ResNet(nn.Module):
     def feature_stages(self) -> list[tuple[str, nn.Module]]:
         """The modules whose outputs are the feature stages, input to output: the stem's
         activation, then each of ``layer1``..``layer4``."""
-        return [("act1", self.act1)] + [(f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, 5)]
+        return [("act1", self.act1)] + [
+            (f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, 5)
+        ]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map, (N, C, H', W'), before pooling."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from runner.callbacks import Callback, Checkpointing, EarlyStopping, MetricsCSV
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader, LoaderOptions
-from runner.engine import Loop, LoopSettings, RunParts
+from runner.engine import Loop
 from runner.errors import ConfigError
+from runner.parts import LoopSettings, RunParts
 from runner.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -69,25 +70,48 @@ def build_run(
     early stopping, then checkpointing, which must come last)."""
     t = cfg.trainer
     channels_last = bool(t.channels_last) and data.kind == "image"
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    memory = torch.channels_last if channels_last else torch.preserve_format
+    model = model.to(device, memory_format=memory)
     set_batchnorm(model, t.bn_momentum, t.bn_eps)
-    train_opts = LoaderOptions(
-        int(t.batch_size), device, True, int(t.seed), channels_last, int(t.limit_train_batches)
-    )
     eval_opts = LoaderOptions(int(t.eval_batch_size), device, channels_last=channels_last)
-    val_opts = LoaderOptions(
-        int(t.eval_batch_size), device, channels_last=channels_last, limit_batches=int(t.limit_eval_batches)
+    parts = build_parts(cfg, data, model, device, eval_opts)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    callbacks = build_callbacks(cfg, data, run, config, list(extra_callbacks))
+    log.info("callbacks: %s", ", ".join(type(cb).__name__ for cb in callbacks))
+    loop = Loop(parts, loop_settings(cfg, data), callbacks)
+    return BuiltRun(loop, callbacks[-1], eval_opts)
+
+
+def build_parts(
+    cfg: DictConfig,
+    data: DataBundle,
+    model: torch.nn.Module,
+    device: torch.device,
+    eval_opts: LoaderOptions,
+) -> RunParts:
+    """Loaders, optimizer, scheduler, warm-up, EMA, loss and scaler of ``model`` (already on
+    ``device``, in its memory format)."""
+    t = cfg.trainer
+    train_opts = replace(
+        eval_opts,
+        batch_size=int(t.batch_size),
+        train=True,
+        seed=int(t.seed),
+        limit_batches=int(t.limit_train_batches),
     )
+    val_opts = replace(eval_opts, limit_batches=int(t.limit_eval_batches))
     train_loader = BatchLoader(data.train, data, train_opts)
     optimizer = build_optimizer(cfg.optimizer, model, str(t.optimizer_impl))
     scheduler = build_scheduler(cfg.scheduler, optimizer, int(t.max_epochs), len(train_loader))
     warmup_steps = int(round(cfg.scheduler.warmup_epochs * len(train_loader)))
-    parts = RunParts(
+    start = cfg.scheduler.warmup_start_factor
+    warmup = Warmup(optimizer, warmup_steps, start) if warmup_steps else None
+    return RunParts(
         model=model,
         forward_model=_forward_model(model, device, bool(t.compile)),
         optimizer=optimizer,
         scheduler=scheduler,
-        warmup=Warmup(optimizer, warmup_steps, cfg.scheduler.warmup_start_factor) if warmup_steps else None,
+        warmup=warmup,
         ema=build_ema(model, float(t.ema_decay)),
         criterion=build_loss(t, data, device),
         scaler=torch.amp.GradScaler(device.type, enabled=str(t.precision) == "16-mixed"),
@@ -96,10 +120,16 @@ def build_run(
         val_loader=BatchLoader(data.val, data, val_opts),
         device=device,
     )
+
+
+def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
+    """The plain values the loop reads."""
+    t = cfg.trainer
     tta_flip = str(t.tta) == "flip" and data.kind == "image"
     if str(t.tta) == "flip" and not tta_flip:
         log.warning("trainer.tta=flip ignored: it mirrors images; this data is %s", data.kind)
-    settings = LoopSettings(
+    plateau = cfg.scheduler.name == "plateau"
+    return LoopSettings(
         max_epochs=int(t.max_epochs),
         num_classes=data.num_classes,
         grad_clip=float(t.grad_clip),
@@ -108,12 +138,8 @@ def build_run(
         progress_bar=t.progress_bar,
         tta_flip=tta_flip,
         scheduler_per_step=str(cfg.scheduler.interval) == "step",
-        plateau_monitor=str(cfg.scheduler.monitor) if cfg.scheduler.name == "plateau" else None,
+        plateau_monitor=str(cfg.scheduler.monitor) if plateau else None,
     )
-    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    callbacks = build_callbacks(cfg, data, run, config, list(extra_callbacks))
-    log.info("callbacks: %s", ", ".join(type(cb).__name__ for cb in callbacks))
-    return BuiltRun(Loop(parts, settings, callbacks), callbacks[-1], eval_opts)
 
 
 def build_callbacks(
@@ -126,14 +152,21 @@ def build_callbacks(
     callbacks: list[Callback] = [MetricsCSV(run.write_metrics), *extra]
     es = t.early_stopping
     if es.enabled:
-        callbacks.append(EarlyStopping(str(es.monitor), str(es.mode), int(es.patience), float(es.min_delta)))
+        callbacks.append(
+            EarlyStopping(str(es.monitor), str(es.mode), int(es.patience), float(es.min_delta))
+        )
 
     def payload(loop: Loop) -> dict[str, Any]:
         return checkpoint.payload(loop, loop.callbacks, config, data)
 
     callbacks.append(
         Checkpointing(
-            run.checkpoint("best"), run.checkpoint("last"), str(t.monitor), bool(t.checkpointing), payload, checkpoint.save
+            run.checkpoint("best"),
+            run.checkpoint("last"),
+            str(t.monitor),
+            bool(t.checkpointing),
+            payload,
+            checkpoint.save,
         )
     )
     return callbacks
@@ -160,7 +193,8 @@ def build_loss(t: DictConfig, data: DataBundle, device: torch.device) -> torch.n
         "none" if weights is None else [round(w, 4) for w in weights.tolist()],
     )
     return torch.nn.CrossEntropyLoss(
-        weight=None if weights is None else weights.to(device), label_smoothing=float(t.label_smoothing)
+        weight=None if weights is None else weights.to(device),
+        label_smoothing=float(t.label_smoothing),
     )
 
 
@@ -221,7 +255,9 @@ def check_fused(target: str) -> None:
         )
 
 
-def build_optimizer(opt_cfg: DictConfig, model: torch.nn.Module, impl: str = "auto") -> torch.optim.Optimizer:
+def build_optimizer(
+    opt_cfg: DictConfig, model: torch.nn.Module, impl: str = "auto"
+) -> torch.optim.Optimizer:
     """The optimizer over trainable parameters (weight decay on all of them, as in the studies).
 
     ``impl`` picks torch's kernel: ``fused`` (one kernel for all parameters; SGD, Adam,
@@ -245,7 +281,12 @@ def build_optimizer(opt_cfg: DictConfig, model: torch.nn.Module, impl: str = "au
         kwargs["fused"] = True
     elif "foreach" in accepted:
         kwargs["foreach"] = impl == "foreach"
-    log.info("optimizer: %s (lr %s, %s)", opt_cfg._target_, opt_cfg.lr, "fused" if kwargs.get("fused") else impl)
+    log.info(
+        "optimizer: %s (lr %s, %s)",
+        opt_cfg._target_,
+        opt_cfg.lr,
+        "fused" if kwargs.get("fused") else impl,
+    )
     return factory(params, **kwargs)
 
 

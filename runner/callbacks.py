@@ -62,9 +62,7 @@ class Callback:
     def on_fit_end(self, loop: Any, status: str) -> None:
         """Training ended with ``status`` (completed, early_stopped, diverged, interrupted)."""
 
-    def on_summary(
-        self, loop: Any, summary: dict[str, Any], test: TestOutputs | None
-    ) -> list[str]:
+    def on_summary(self, loop: Any, summary: dict[str, Any], test: TestOutputs | None) -> list[str]:
         """The run's summary is ready (the callback may add keys to it); returns report.md
         sections (markdown) to append."""
         return []

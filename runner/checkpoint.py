@@ -112,7 +112,7 @@ def payload(loop: Any, callbacks: list[Any], config: dict[str, Any], data: Any) 
 def restore(loop: Any, callbacks: list[Any], ckpt: dict[str, Any], path: str | Path) -> None:
     """Put a checkpoint's weights, optimizer, scheduler, loop and callback states and RNGs
     back into a freshly built run."""
-    from runner.engine import TrainState
+    from runner.parts import TrainState
     from runner.runtime import set_rng_state
 
     parts = loop.parts
@@ -192,7 +192,9 @@ class Preprocessing:
             "mean": self.mean,
             "std": self.std,
             "input_shape": self.input_shape,
-            "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_kwargs.items()},
+            "model_kwargs": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.model_kwargs.items()
+            },
         }
 
     @classmethod
@@ -205,7 +207,9 @@ class Preprocessing:
             )
         shape = [int(v) for v in data["input_shape"]]
         image = data["kind"] == "image"
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data["model_kwargs"].items()}
+        kwargs = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data["model_kwargs"].items()
+        }
         trainer = (ckpt.get(CONFIG) or {}).get("trainer") or {}
         return cls(
             kind=data["kind"],

@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from runner.callbacks import Callback, EpochSignal
 from runner.data.loader import BatchLoader
 from runner.metrics import macro_f1
+from runner.parts import FitResult, LoopSettings, RunParts, TrainState
 from runner.runtime import SignalCatcher, progress_bar
 
 log = logging.getLogger(__name__)
@@ -32,69 +32,6 @@ class Diverged(Exception):
     def __init__(self, epoch: int, step: int) -> None:
         super().__init__(f"loss became NaN/inf at epoch {epoch}, step {step}")
         self.epoch, self.step = epoch, step
-
-
-@dataclass
-class LoopSettings:
-    """Plain values the loop reads (never the config itself).
-
-    grad_clip: max global gradient norm (0 = off). log_every_n_steps: steps between
-    progress-bar updates (and divergence checks on accelerators). progress_bar: auto |
-    true | false. tta_flip: evaluate images and their mirrors. plateau_monitor: the
-    metrics row key a ReduceLROnPlateau scheduler steps on (None for other schedulers).
-    """
-
-    max_epochs: int
-    num_classes: int
-    grad_clip: float = 0.0
-    divergence_check: bool = True
-    log_every_n_steps: int = 50
-    progress_bar: Any = "auto"
-    tta_flip: bool = False
-    scheduler_per_step: bool = False
-    plateau_monitor: str | None = None
-
-
-@dataclass
-class RunParts:
-    """The objects one run trains with (:func:`runner.build.build_run` makes them).
-
-    forward_model: what the training step calls (the model, compiled or wrapped for
-    data-parallel training). warmup: a :class:`runner.build.Warmup` or None. ema: torch's
-    ``AveragedModel`` or None. autocast_dtype: bf16 / fp16 for mixed precision, else None.
-    """
-
-    model: torch.nn.Module
-    forward_model: Any
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    warmup: Any
-    ema: Any
-    criterion: torch.nn.Module
-    scaler: torch.amp.GradScaler
-    autocast_dtype: torch.dtype | None
-    train_loader: BatchLoader
-    val_loader: BatchLoader
-    device: torch.device
-
-
-@dataclass
-class TrainState:
-    """Everything of the loop itself that changes during fit and must survive a resume."""
-
-    epoch: int = 0  # completed epochs
-    global_step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    train_seconds: float = 0.0  # time in training steps and their data
-    train_images: int = 0
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """How fit ended: status (completed | early_stopped | diverged | interrupted) and why."""
-
-    status: str
-    reason: str | None = None
 
 
 class Loop:
@@ -191,7 +128,9 @@ class Loop:
             if bar is not None:
                 if (i + 1) % postfix_every == 0:
                     bar.set_postfix(
-                        loss=f"{loss.item():.4f}", acc=f"{correct.item() / seen:.3f}", lr=f"{self.lr:.2e}"
+                        loss=f"{loss.item():.4f}",
+                        acc=f"{correct.item() / seen:.3f}",
+                        lr=f"{self.lr:.2e}",
                     )
                 bar.update(1)
             if self.interrupted:
@@ -205,7 +144,11 @@ class Loop:
         from runner.distributed import reduce_sums  # totals over data-parallel ranks
 
         loss_sum, correct, seen = reduce_sums(loss_sum, correct, seen)
-        return {"loss": loss_sum.item() / max(seen, 1), "acc": correct.item() / max(seen, 1), "images": seen}
+        return {
+            "loss": loss_sum.item() / max(seen, 1),
+            "acc": correct.item() / max(seen, 1),
+            "images": seen,
+        }
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = self.parts

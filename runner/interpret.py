@@ -26,6 +26,7 @@ from runner.plots import _plt, _short, image_for_display
 
 log = logging.getLogger(__name__)
 
+
 def select_images(proba: np.ndarray, y: np.ndarray, classes: list[str], cap: int) -> pd.DataFrame:
     """Per class the most confident correct and the most confident wrong test image.
 

@@ -309,7 +309,7 @@ class NumpyCustomCNN:
 
 
 class NumpyRNNClassifier:
-    """NumPy twin of ``runner.models.text.RNNClassifier`` (eval mode); ``pad_idx`` as given to it."""
+    """NumPy twin of ``runner.models.text.RNNClassifier`` (eval mode) with its ``pad_idx``."""
 
     CONFIG_KEYS = {
         "family", "name", "init", "cell", "embed_dim", "hidden_size", "num_layers",

@@ -174,4 +174,7 @@ def find_runs(path: str | Path) -> list[RunDir]:
     """The run directories directly under ``path`` (a sweep), numeric names in order."""
     root = Path(path)
     runs = [RunDir(p) for p in root.iterdir() if RunDir(p).is_run()]
-    return sorted(runs, key=lambda r: (0, int(r.path.name), "") if r.path.name.isdigit() else (1, 0, r.path.name))
+    return sorted(
+        runs,
+        key=lambda r: (0, int(r.path.name), "") if r.path.name.isdigit() else (1, 0, r.path.name),
+    )

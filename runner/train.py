@@ -61,7 +61,9 @@ def _train(cfg: DictConfig, run: RunDir, resume_from: Path | None) -> dict[str, 
     log.info("model has %s parameters", f"{params:,}")
     built = build.build_run(cfg, data, model, device, run, extra_callbacks(cfg, run, data))
     if resume_from is not None:
-        checkpoint.restore(built.loop, built.loop.callbacks, checkpoint.load(resume_from), resume_from)
+        checkpoint.restore(
+            built.loop, built.loop.callbacks, checkpoint.load(resume_from), resume_from
+        )
     result = built.loop.fit()
     return finish(cfg, run, built, data, result)
 
@@ -90,7 +92,9 @@ def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Call
     return [*build_callbacks(cfg, run.path, data), *build_loggers(cfg, run.path)]
 
 
-def finish(cfg: DictConfig, run: RunDir, built: build.BuiltRun, data: DataBundle, result: Any) -> dict:
+def finish(
+    cfg: DictConfig, run: RunDir, built: build.BuiltRun, data: DataBundle, result: Any
+) -> dict:
     """Test the best weights; write metrics, evaluation, figures, summary and report."""
     from runner import plots, report
 

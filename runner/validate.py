@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError
@@ -49,10 +50,17 @@ def _validate_trainer(t: DictConfig) -> None:
     for key in ("limit_train_batches", "limit_eval_batches", "num_threads"):
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0 (0 = all / auto)")
     _check(t.log_every_n_steps > 0, "trainer.log_every_n_steps", t.log_every_n_steps, "must be > 0")
-    _check(0 <= t.label_smoothing < 1, "trainer.label_smoothing", t.label_smoothing, "must be in [0, 1)")
+    _check(
+        0 <= t.label_smoothing < 1,
+        "trainer.label_smoothing",
+        t.label_smoothing,
+        "must be in [0, 1)",
+    )
     _check(t.grad_clip >= 0, "trainer.grad_clip", t.grad_clip, "must be >= 0 (0 = off)")
     _check(
-        t.class_weights is None or t.class_weights == "balanced" or not isinstance(t.class_weights, str),
+        t.class_weights is None
+        or t.class_weights == "balanced"
+        or not isinstance(t.class_weights, str),
         "trainer.class_weights",
         t.class_weights,
         "use null, balanced or a list of per-class weights",
@@ -85,7 +93,9 @@ def _reject_added_keys(node: DictConfig, prefix: str) -> None:
         fields = {f.name for f in dataclasses.fields(schema)}
         extra = [k for k in node if k not in fields and k != "hydra"]
         if extra:
-            raise ConfigError(f"unknown key {prefix}{extra[0]}; valid keys: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"unknown key {prefix}{extra[0]}; valid keys: {', '.join(sorted(fields))}"
+            )
     for key in node:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
@@ -146,8 +156,12 @@ def _validate_dataset(d: DictConfig) -> None:
         total,
         "must leave a training share: the fractions must sum to less than 1",
     )
-    _check(d.subset >= 0, "dataset.subset", d.subset, "must be >= 0 (0 = all; <= 1 a fraction; > 1 a count per class)")
+    _check(
+        d.subset >= 0,
+        "dataset.subset",
+        d.subset,
+        "must be >= 0 (0 = all; <= 1 a fraction; > 1 a count per class)",
+    )
     for key in ("num_samples", "image_size", "channels", "num_classes"):
         if key in d:
             _check(d[key] > 0, f"dataset.{key}", d[key], "must be a positive integer")
-

@@ -64,7 +64,7 @@ def load_two_blobs(*, seed: int, num_samples: int, **_: object) -> DataBundle:
     """A new data format: two Gaussian blobs as 1x4x4 uint8 images."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(num_samples) % 2
-    x = (torch.randn(num_samples, 1, 4, 4, generator=g) * 20 + 80 + 90 * y.view(-1, 1, 1, 1))
+    x = torch.randn(num_samples, 1, 4, 4, generator=g) * 20 + 80 + 90 * y.view(-1, 1, 1, 1)
     x = x.clamp(0, 255).to(torch.uint8)
     n = num_samples // 5
     splits = [Split(x[a:b], y[a:b]) for a, b in ((2 * n, None), (0, n), (n, 2 * n))]
@@ -147,4 +147,3 @@ def _pythonpath() -> str:
     import os
 
     return os.environ.get("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
-

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
-from omegaconf import OmegaConf
 from torch import nn
 
 from runner import zoo

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner import numpy_ref as nr
+from runner import verify
 from runner.models.custom_cnn import CustomCNN
 from runner.models.layers import ACTIVATIONS, get_activation
 from runner.models.text import RNNClassifier
-from runner import numpy_ref as nr
-from runner import verify
 from tests.conftest import only_run_dir, run_cli
 
 TIGHT = 1e-10  # float64 vs float64
@@ -294,7 +294,10 @@ def test_rnn_classifier(case: str) -> None:
     }
     cfg.update(RNN_CASES[case])
     model = RNNClassifier(
-        num_classes=3, vocab_size=40, pad_idx=0, **{k: v for k, v in cfg.items() if k not in ("family", "name")}
+        num_classes=3,
+        vocab_size=40,
+        pad_idx=0,
+        **{k: v for k, v in cfg.items() if k not in ("family", "name")},
     ).eval()
     x = padded_batch(n=9, steps=11)
     twin = nr.build_numpy_model(cfg, numpy_state(model), pad_idx=0)

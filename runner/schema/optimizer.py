@@ -41,4 +41,6 @@ class RMSpropConf(OptimizerConf):
     centered: bool = MISSING
 
 
-SCHEMAS = {"optimizer": {"sgd": SGDConf, "adam": AdamConf, "adamw": AdamConf, "rmsprop": RMSpropConf}}
+SCHEMAS = {
+    "optimizer": {"sgd": SGDConf, "adam": AdamConf, "adamw": AdamConf, "rmsprop": RMSpropConf}
+}

@@ -31,9 +31,7 @@ class CSVLogger(Tracker):
             if new:
                 writer.writerow(STEP_COLUMNS)
             step = loop.state.global_step
-            writer.writerow(
-                [step, epoch, batch, f"{float(loss.detach()):.6g}", f"{loop.lr:.6g}"]
-            )
+            writer.writerow([step, epoch, batch, f"{float(loss.detach()):.6g}", f"{loop.lr:.6g}"])
 
     def on_summary(self, loop: Any, summary: dict[str, Any], test: Any = None) -> list[str]:
         if not self.conf.hparams:

@@ -88,9 +88,7 @@ class MLflowLogger(Tracker):
     def on_train_batch_end(self, loop: Any, epoch: int, batch: int, loss: Any) -> None:
         if self.run_id and self.step_due(loop):
             step = loop.state.global_step
-            self._metrics(
-                {"step_train_loss": float(loss.detach()), "step_lr": loop.lr}, step
-            )
+            self._metrics({"step_train_loss": float(loss.detach()), "step_lr": loop.lr}, step)
 
     def on_epoch_end(self, loop: Any, epoch: int, row: dict[str, float]) -> None:
         if self.run_id:
@@ -102,7 +100,6 @@ class MLflowLogger(Tracker):
         self._metrics(final_metrics(summary), summary.get("epochs_run") or 0)
         self.client.set_tag(self.run_id, "runner.status", str(summary.get("status")))
         return []
-
 
     def on_run_end(self, loop: Any, summary: dict[str, Any]) -> None:
         """After summary.json and report.md exist: upload files, close the MLflow run."""
