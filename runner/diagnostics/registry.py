@@ -207,19 +207,20 @@ def _load_builtins() -> None:
 def default_conf() -> DictConfig:
     """``conf/diagnostics/default.yaml`` typed by :func:`schema`: the values a stored
     config lacks (sweeps of runs written without a ``diagnostics`` node)."""
-    values = OmegaConf.load(_default_yaml())
+    values = _default_yaml()
     values.pop("defaults", None)
     return OmegaConf.merge(OmegaConf.structured(schema()), values)
 
 
-def _default_yaml() -> Any:
+def _default_yaml() -> DictConfig:
     """The checkout's ``conf/`` (editable installs) or the packaged copy."""
     checkout = Path(__file__).resolve().parents[2] / "conf" / "diagnostics" / "default.yaml"
     if checkout.exists():
-        return checkout
+        return OmegaConf.load(checkout)
     from importlib.resources import files
 
-    return files("runner.conf").joinpath("diagnostics", "default.yaml").read_text()
+    packaged = files("runner.conf") / "diagnostics" / "default.yaml"
+    return OmegaConf.create(packaged.read_text(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- running
