@@ -110,16 +110,17 @@ def _check_optuna_direction(summary: dict[str, Any]) -> None:
         direction = HydraConfig.get().sweeper.get("direction")
     except ValueError:
         return
+    from runner.metrics import lower_is_better
+
     monitor = str(summary.get("monitor", "val_loss"))
-    if isinstance(direction, str) and direction != (
-        "minimize" if "loss" in monitor else "maximize"
-    ):
+    wanted = "minimize" if lower_is_better(monitor) else "maximize"
+    if isinstance(direction, str) and direction != wanted:
         log.warning(
             "hydra.sweeper.direction=%s but trainer.monitor=%s: Optuna is optimising the wrong "
             "way; set hydra.sweeper.direction=%s",
             direction,
             monitor,
-            "minimize" if "loss" in monitor else "maximize",
+            wanted,
         )
 
 

@@ -1,4 +1,5 @@
-"""Test-split evaluation with scikit-learn: per-class report, confusion matrix, ROC AUC."""
+"""Test-split evaluation: per-class report, confusion matrix and ROC AUC with scikit-learn;
+accuracy and macro-F1 from :mod:`runner.metrics`, the definitions the loop uses."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ def classification_table(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: list[str]
 ) -> pd.DataFrame:
     """Per-class precision, recall, f1, support and one-vs-rest ROC AUC, plus macro and weighted
-    rows (scikit-learn's numbers)."""
+    rows (scikit-learn's numbers; the macro row's f1 is :func:`runner.metrics.macro_f1`, so
+    it equals the run's ``test_macro_f1``)."""
+    import torch
     from sklearn.metrics import precision_recall_fscore_support
+
+    from runner.metrics import macro_f1
 
     labels = np.arange(len(classes))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
@@ -47,6 +52,8 @@ def classification_table(
             if valid.any() and (weights is None or weights.sum() > 0)
             else math.nan
         )
+        if avg == "macro":
+            af = macro_f1(torch.as_tensor(y_pred), torch.as_tensor(y_true), len(classes))
         rows.append(
             {
                 "class": f"{avg} avg",
@@ -80,22 +87,21 @@ def evaluate_logits(
     """Everything the report needs from logits (N, K) and labels (N,) as torch tensors."""
     import torch
     import torch.nn.functional as F
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    from runner.metrics import confusion_counts, macro_f1
 
     proba = torch.softmax(logits, 1).numpy()
-    y_np, pred = y.numpy(), logits.argmax(1).numpy()
-    labels = np.arange(len(classes))
-    cm = confusion_matrix(y_np, pred, labels=labels)
+    pred_t = logits.argmax(1)
+    y_np, pred = y.numpy(), pred_t.numpy()
+    cm = confusion_counts(pred_t, y, len(classes)).numpy()
     top_k = {}
     for k in ks:
         if k <= len(classes) and len(y_np):
             hits = (logits.topk(k, 1).indices == y[:, None]).any(1).float().mean().item()
             top_k[f"top{k}_acc"] = hits
     return Evaluation(
-        accuracy=float(accuracy_score(y_np, pred)) if len(y_np) else math.nan,
-        macro_f1=float(f1_score(y_np, pred, average="macro", zero_division=0))
-        if len(y_np)
-        else math.nan,
+        accuracy=float((pred == y_np).mean()) if len(y_np) else math.nan,
+        macro_f1=macro_f1(pred_t, y, len(classes)),
         loss=float(F.cross_entropy(logits, y).item()) if len(y_np) else math.nan,
         report=classification_table(y_np, pred, proba, classes),
         confusion=pd.DataFrame(cm, index=pd.Index(classes, name="true"), columns=classes),

@@ -36,6 +36,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> T | None:
+        """Remove ``name`` (tests that register a temporary entry); returns its entry."""
+        return self._entries.pop(name, None)
+
     def get(self, name: Any) -> T:
         """The entry of ``name``; a :class:`ConfigError` naming close matches if unknown."""
         try:

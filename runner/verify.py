@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 from runner.errors import RunnerError
+from runner.metrics import macro_f1
 
 SPLITS = ("train", "val", "test")
 
@@ -95,10 +95,9 @@ def verify_run(
 
 def _compare(torch_logits: np.ndarray, numpy_logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     tp, npred = torch_logits.argmax(1), numpy_logits.argmax(1)
-    torch_f1 = float(f1_score(y, tp, average="macro", zero_division=0)) if len(y) else float("nan")
-    numpy_f1 = (
-        float(f1_score(y, npred, average="macro", zero_division=0)) if len(y) else float("nan")
-    )
+    classes, labels = torch_logits.shape[1], torch.as_tensor(y)
+    torch_f1 = macro_f1(torch.as_tensor(tp), labels, classes)
+    numpy_f1 = macro_f1(torch.as_tensor(npred), labels, classes)
     return {
         "agreement": float((tp == npred).mean()) if len(y) else float("nan"),
         "max_abs_logit_diff": float(np.abs(torch_logits - numpy_logits).max()) if len(y) else 0.0,

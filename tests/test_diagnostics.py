@@ -1,27 +1,31 @@
 """Diagnostics: real short trainings that must (and must not) raise each diagnosis, metric
-equality with scikit-learn, the sweep-level degradation rule and the interpretability path."""
+equality with scikit-learn, the sweep-level degradation rule, the rule registry (a rule
+registered from this file alone) and the interpretability path."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import MISSING
 from sklearn.metrics import auc, precision_recall_fscore_support, roc_auc_score
 
-from runner import build, interpret
-from runner.callbacks import MetricsCSV
+from runner import build, interpret, zoo
 from runner.data.base import DataBundle, Split
-from runner.diagnostics import build_callbacks, rules, sweep_diagnoses
-from runner.diagnostics.schema import DiagnosticsConf
-from runner.engine import Trainer
+from runner.diagnostics import build_callbacks, registry, sweep_diagnoses
+from runner.diagnostics.finding import diagnosis
+from runner.diagnostics.registry import RunContext, diagnose
+from runner.diagnostics.rules.gradients import gradients
+from runner.diagnostics.rules.weak_class import weak_class
 from runner.errors import ConfigError
 from runner.evaluate import confident_errors, evaluate_logits, roc_curves
+from runner.rundir import RunDir
 from runner.runtime import seed_everything
-from runner.train import extra_callbacks, finish
+from runner.train import extra_callbacks, finish, train
 from tests.conftest import compose_cfg
 
 # Rule tests need the recorder and the rules, not the figures.
@@ -32,21 +36,30 @@ LEAN = [
     "trainer.checkpointing=false",
 ]
 SMALL = ["model.filters=[16,32]", "model.fc_neurons=[64]"]
+# runner.train.train's sizes for a seconds-long real run (tests/test_train.py).
+SMOKE = [
+    "dataset=synthetic",
+    "dataset.num_samples=160",
+    "dataset.image_size=16",
+    "model.filters=[8,16]",
+    "model.fc_neurons=[32]",
+    "trainer.batch_size=32",
+]
 
 
 def fit(cfg, data: DataBundle | None = None, patch=None) -> dict:
-    """Train through the real Trainer and ``finish`` (as ``train`` does), optionally on
+    """Build and run the real loop, then ``finish`` (as ``train`` does), optionally on
     hand-made data or with a modified model."""
     seed_everything(cfg.trainer.seed, False)
     data = data if data is not None else build.build_data(cfg)
-    model = build.build_model(cfg.model, data)
+    model = build.build_model(cfg, data)
     if patch is not None:
         patch(model)
-    run_dir = Path(cfg.run_dir)
-    callbacks = [MetricsCSV(run_dir / "metrics.csv"), *extra_callbacks(cfg, run_dir)]
-    trainer = Trainer(cfg, model, data, torch.device("cpu"), run_dir, callbacks)
-    status = trainer.fit()
-    return finish(trainer, status, {"params": sum(p.numel() for p in model.parameters())})
+    run = RunDir(cfg.run_dir)
+    run.start()
+    extra = extra_callbacks(cfg, run, data)
+    built = build.build_run(cfg, data, model, torch.device("cpu"), run, extra)
+    return finish(cfg, run, built, data, built.loop.fit())
 
 
 def codes(summary: dict) -> set[str]:
@@ -257,28 +270,41 @@ def history(train_acc, val_acc, train_loss=None, val_loss=None, lr=1e-3) -> pd.D
     )
 
 
+def conf():
+    """The diagnostics values of ``conf/diagnostics/default.yaml``."""
+    return registry.default_conf()
+
+
 def test_curve_rules_fire_on_their_pattern_only():
-    conf = DiagnosticsConf()
     summary = {"classes": list("abcdefghij"), "status": "completed"}
+
+    def found(history):
+        return diagnose(conf(), RunContext(history, summary))
+
     overfit = history([0.7, 0.9, 0.98, 0.99], [0.6, 0.62, 0.62, 0.62])
-    assert [d["code"] for d in rules.diagnose(conf, overfit, summary)] == ["overfitting"]
+    assert [d["code"] for d in found(overfit)] == ["overfitting"]
     rising = history(
         [0.9, 0.95, 0.97, 0.98, 0.99, 0.99],
         [0.94, 0.95, 0.95, 0.95, 0.95, 0.95],
         val_loss=[0.3, 0.2, 0.22, 0.26, 0.3, 0.35],
     )
-    (mild,) = rules.diagnose(conf, rising, summary)
+    (mild,) = found(rising)
     assert (mild["code"], mild["severity"]) == ("overfitting", "info")
     stuck = history([0.12] * 6, [0.11] * 6, train_loss=[2.3, 2.301, 2.299, 2.3, 2.3, 2.3])
-    assert {d["code"] for d in rules.diagnose(conf, stuck, summary)} == {"underfitting", "plateau"}
+    assert {d["code"] for d in found(stuck)} == {"underfitting", "plateau"}
     cosine = stuck.assign(lr=np.linspace(1e-3, 1e-5, 6))  # lr moving: not a plateau
-    assert {d["code"] for d in rules.diagnose(conf, cosine, summary)} == {"underfitting"}
+    assert {d["code"] for d in found(cosine)} == {"underfitting"}
     healthy = history([0.8, 0.95, 0.98], [0.85, 0.95, 0.97])
-    assert rules.diagnose(conf, healthy, summary) == []
+    assert found(healthy) == []
+    off = conf()
+    off.plateau.enabled = False  # a section's switch skips its rule
+    assert {d["code"] for d in diagnose(off, RunContext(stuck, summary))} == {"underfitting"}
+    off.enabled = False  # the group's switch skips them all
+    assert diagnose(off, RunContext(stuck, summary)) == []
 
 
 def test_gradient_rules_from_recorded_tables():
-    c = DiagnosticsConf().gradients
+    c = conf().gradients
     rows = [
         {
             "step": s,
@@ -293,17 +319,22 @@ def test_gradient_rules_from_recorded_tables():
         for i, r in enumerate([1e-9, 1e-7, 1e-5, 1e-3, 1e-2])
     ]
     grads = pd.DataFrame(rows)
-    (vanish,) = rules.gradients_rule(c, grads, None)
+
+    def found(table, steps=None, precision="32"):
+        context = RunContext(gradients=table, steps=steps, summary={"precision": precision})
+        return gradients(context, c)
+
+    (vanish,) = found(grads)
     assert vanish["code"] == "vanishing_gradients"
     flipped = grads.assign(grad_rms=grads["grad_rms"].to_numpy()[::-1].copy())
-    assert rules.gradients_rule(c, flipped, None)[0]["code"] == "exploding_gradients"
+    assert found(flipped)[0]["code"] == "exploding_gradients"
     steps = pd.DataFrame({"step": [1, 2, 3], "grad_norm": [1.0, 5e3, np.nan]})
     flat = grads.assign(grad_rms=1e-3)
-    (big,) = rules.gradients_rule(c, flat, steps)
+    (big,) = found(flat, steps)
     assert big["code"] == "exploding_gradients" and big["evidence"]["max_grad_norm"] == 5e3
     inf_steps = pd.DataFrame({"step": [1, 2], "grad_norm": [1.0, np.inf]})
-    assert rules.gradients_rule(c, flat, inf_steps, precision="16-mixed") == []
-    assert rules.gradients_rule(c, flat, inf_steps, precision="32")[0]["severity"] == "error"
+    assert found(flat, inf_steps, precision="16-mixed") == []
+    assert found(flat, inf_steps, precision="32")[0]["severity"] == "error"
 
 
 def test_weak_class_rule_needs_a_real_gap():
@@ -317,10 +348,12 @@ def test_weak_class_rule_needs_a_real_gap():
             "auc": [0.95, 0.93, 0.96, 0.55, 0.85],
         }
     )
-    c = DiagnosticsConf().weak_class
-    (weak,) = rules.weak_class(c, table)
+    c = conf().weak_class
+    (weak,) = weak_class(RunContext(report=table), c)
     assert "'d'" in weak["message"] and weak["evidence"]["auc"] == 0.55
-    assert rules.weak_class(c, table.assign(auc=[0.95, 0.93, 0.96, 0.85, 0.9], f1=0.9)) == []
+    fine = table.assign(auc=[0.95, 0.93, 0.96, 0.85, 0.9], f1=0.9)
+    assert weak_class(RunContext(report=fine), c) == []
+    assert RunContext(report=table).num_classes == 4  # the average rows are no class
 
 
 def run(model: str, train_acc: list[float], status: str = "completed") -> dict:
@@ -356,12 +389,109 @@ def test_sweep_degradation_plain_vs_residual():
 def test_config_group_and_errors(tmp_path):
     cfg = compose_cfg([], tmp_path)
     assert cfg.diagnostics.enabled and cfg.diagnostics.interval == 10
-    assert len(build_callbacks(cfg, tmp_path)) == 1
-    assert build_callbacks(compose_cfg(["diagnostics=off"], tmp_path), tmp_path) == []
+    assert cfg.diagnostics == conf()  # the composed group is default.yaml, nothing else
+    data = build.build_data(cfg)
+    assert len(build_callbacks(cfg, tmp_path, data)) == 1
+    assert build_callbacks(compose_cfg(["diagnostics=off"], tmp_path), tmp_path, data) == []
     with pytest.raises(ConfigError, match="diagnostics.interval"):
-        build_callbacks(compose_cfg(["diagnostics.interval=-1"], tmp_path), tmp_path)
+        build_callbacks(compose_cfg(["diagnostics.interval=-1"], tmp_path), tmp_path, data)
+    with pytest.raises(ConfigError, match="diagnostics.gradients.edge_layers"):  # a rule's check
+        cfg = compose_cfg(["diagnostics.gradients.edge_layers=0.9"], tmp_path)
+        build_callbacks(cfg, tmp_path, data)
     with pytest.raises(Exception, match="intervl"):
         compose_cfg(["diagnostics.intervl=3"], tmp_path)
+    with pytest.raises(Exception, match="acc_gapp"):  # rule sections are typed too
+        compose_cfg(["diagnostics.overfitting.acc_gapp=3"], tmp_path)
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass
+class ShoutConf:
+    """Thresholds of a rule that lives only in this file: its defaults are its values."""
+
+    enabled: bool = True
+    word: str = "hello"
+    min_epochs: int = 1
+
+
+def shout(context: RunContext, c: ShoutConf) -> list[dict]:
+    """Reads the history, the summary, the config and its own thresholds."""
+    if len(context.history) < c.min_epochs:
+        return []
+    model = context.config["model"]["name"]
+    message = f"Shout: {c.word} from {model} after {len(context.history)} epochs."
+    evidence = {"epochs": len(context.history), "classes": context.num_classes}
+    return [diagnosis("shout", "warning", message, evidence, "Nothing to do.")]
+
+
+def whisper(context: RunContext, c: None) -> list[dict]:
+    """A rule without thresholds: it gets conf=None."""
+    assert c is None
+    status = context.summary["status"]
+    return [diagnosis("whisper", "info", f"Whisper: status {status}.", {}, "")]
+
+
+@dataclass
+class NoValuesConf:
+    enabled: bool = True
+    limit: float = MISSING  # no default and no YAML section
+
+
+@pytest.fixture
+def temporary_rules():
+    """Register rules from this file; unregister them afterwards (the registry is global)."""
+    names = []
+
+    def register(name, fn, thresholds=None, **kwargs):
+        names.append(name)
+        return registry.register_rule(name, fn, thresholds, **kwargs)
+
+    yield register
+    for name in names:
+        registry.unregister_rule(name)
+
+
+def test_a_rule_registered_from_a_test_shows_in_a_real_run(tmp_path, temporary_rules):
+    temporary_rules("shout", shout, ShoutConf)
+    temporary_rules("whisper", whisper)
+    overrides = [*SMOKE, "trainer.max_epochs=2", "diagnostics.shout.word=bonjour", *LEAN]
+    cfg = compose_cfg(overrides, tmp_path)
+    assert cfg.diagnostics.shout == {"enabled": True, "word": "bonjour", "min_epochs": 1}
+    summary = train(cfg)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    found = {d["code"]: d for d in saved["diagnoses"]}
+    assert {"shout", "whisper"} <= set(found), saved["diagnoses"]
+    assert found["shout"]["message"] == "Shout: bonjour from custom_cnn after 2 epochs."
+    assert found["shout"]["evidence"] == {"epochs": 2, "classes": 4}
+    assert found["whisper"]["message"] == f"Whisper: status {summary['status']}."
+    report = (tmp_path / "report.md").read_text()
+    assert "Shout: bonjour from custom_cnn after 2 epochs." in report
+    assert "Whisper: status" in report
+
+    registry.unregister_rule("shout")  # a config that has its section, the rule gone: fine
+    context = RunContext(summary={"status": "completed"})
+    assert [d["code"] for d in diagnose(cfg.diagnostics, context)] == ["whisper"]
+
+
+def test_rule_sections_resolve_from_yaml_or_dataclass(tmp_path, temporary_rules):
+    temporary_rules("shout", shout, ShoutConf)
+    entry = registry.RULES.get("shout")
+    defaults = {"enabled": True, "word": "hello", "min_epochs": 1}
+    for no_section in ({"enabled": True}, None):  # e.g. a config stored before the rule existed
+        assert registry.rule_conf(entry, no_section) == (True, defaults)
+    yaml = {"shout": {"word": "hi"}}  # a section: its values, the dataclass's for the rest
+    assert registry.rule_conf(entry, yaml) == (True, {**defaults, "word": "hi"})
+    assert not registry.rule_conf(entry, {"shout": {"enabled": False}})[0]
+    temporary_rules("no_values", lambda context, c: [], NoValuesConf)
+    cfg = compose_cfg([], tmp_path)
+    with pytest.raises(ConfigError, match="diagnostics.no_values.limit"):  # before training
+        build_callbacks(cfg, tmp_path, build.build_data(cfg))
+    cfg = compose_cfg(["diagnostics.no_values.limit=0.5"], tmp_path)
+    assert registry.rule_conf(registry.RULES.get("no_values"), cfg.diagnostics)[1].limit == 0.5
+    with pytest.raises(ValueError, match="reserved"):
+        registry.register_rule("interval", shout, ShoutConf)
+    with pytest.raises(ConfigError, match="did you mean shout"):
+        registry.RULES.get("shuot")
 
 
 # ----------------------------------------------------------------------------- interpret
@@ -394,16 +524,11 @@ def test_resnet_feature_maps_saliency_and_gradcam(tmp_path):
     inputs = images.float() / 255
     proba = torch.softmax(model(inputs), 1).detach().numpy()
     chosen = interpret.select_images(proba, np.array([0, 1, 2]), ["a", "b", "c"], cap=3)
-    assert [n for n, _ in interpret.conv_stages(model)] == [
-        "act1",
-        "layer1",
-        "layer2",
-        "layer3",
-        "layer4",
-    ]
+    stages_of = zoo.MODELS.get("resnet").feature_stages  # the model registry's stages
+    assert [n for n, _ in stages_of(model)] == ["act1", "layer1", "layer2", "layer3", "layer4"]
     order = torch.as_tensor(chosen["index"].tolist())
     written = interpret.explain(
-        model, images[order], inputs[order], chosen, ["a", "b", "c"], tmp_path
+        model, stages_of, images[order], inputs[order], chosen, ["a", "b", "c"], tmp_path
     )
     assert {p.name for p in written} == {"feature_maps.png", "saliency_gradcam.png"}
     attr = pd.read_csv(tmp_path / "attributions.csv")

@@ -1,4 +1,5 @@
-"""The classification report equals scikit-learn's on known predictions."""
+"""The classification report equals scikit-learn's on known predictions, and the one
+macro-F1 definition (:func:`runner.metrics.macro_f1`) equals scikit-learn's."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import classification_report, f1_score, roc_auc_score
 
-from runner.engine import macro_f1
 from runner.evaluate import evaluate_logits
+from runner.metrics import lower_is_better, macro_f1, resolve_mode
 
 
 def test_report_matches_sklearn():
@@ -29,6 +30,8 @@ def test_report_matches_sklearn():
     for avg in ("macro avg", "weighted avg"):
         assert table.loc[avg, "f1"] == pytest.approx(ref[avg]["f1-score"])
     assert result.accuracy == pytest.approx(ref["accuracy"])
+    assert result.macro_f1 == pytest.approx(f1_score(y, pred, average="macro"))
+    assert result.macro_f1 == table.loc["macro avg", "f1"]  # one number, one definition
     assert result.confusion.to_numpy().sum() == 200
 
 
@@ -38,3 +41,15 @@ def test_loop_macro_f1_matches_sklearn():
     pred[:3] = 5  # a class predicted but never true
     ours = macro_f1(torch.as_tensor(pred), torch.as_tensor(y), 6)
     assert ours == pytest.approx(f1_score(y, pred, average="macro"))
+    assert macro_f1(torch.as_tensor([0, 0]), torch.as_tensor([0, 0]), 3) == 1.0  # absent: skipped
+    y_absent = np.array([0, 1, 1, 2])  # a class predicted but never true, one never seen
+    p_absent = np.array([0, 1, 3, 2])
+    ours = macro_f1(torch.as_tensor(p_absent), torch.as_tensor(y_absent), 5)
+    assert ours == pytest.approx(f1_score(y_absent, p_absent, average="macro", zero_division=0))
+
+
+def test_direction_of_each_monitor():
+    for metric, lower in [("val_loss", True), ("train_loss", True), ("val_acc", False)]:
+        assert lower_is_better(metric) is lower
+        assert resolve_mode(metric) == ("min" if lower else "max")
+    assert not lower_is_better("val_macro_f1") and resolve_mode("val_acc", "min") == "min"

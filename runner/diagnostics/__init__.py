@@ -5,7 +5,10 @@
   ``diagnostics/``, ``eval/roc_curves.*``, ``eval/misclassified.*`` and ``interpret/``,
   adds its findings to ``summary["diagnoses"]`` and its sections to ``report.md``;
 - :func:`build_callbacks` makes it from ``cfg.diagnostics`` (``conf/diagnostics/``);
-- :func:`runner.diagnostics.rules.sweep_diagnoses` judges a sweep's runs (degradation).
+- the automatic diagnoses are rules registered with their thresholds
+  (:mod:`runner.diagnostics.registry`, built-in rules in :mod:`runner.diagnostics.rules`):
+  :func:`diagnose` runs the run-level ones, :func:`sweep_diagnoses` the sweep-level ones
+  (degradation).
 
 The names are imported lazily, so registering the config schema
 (:mod:`runner.schema.diagnostics`) stays cheap.
@@ -15,7 +18,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DiagnosticsCallback", "build_callbacks", "diagnose", "sweep_diagnoses"]
+__all__ = [
+    "DiagnosticsCallback",
+    "RunContext",
+    "SweepContext",
+    "build_callbacks",
+    "diagnose",
+    "register_rule",
+    "sweep_diagnoses",
+]
+
+_REGISTRY_NAMES = ("RunContext", "SweepContext", "diagnose", "register_rule", "sweep_diagnoses")
 
 
 def __getattr__(name: str) -> Any:
@@ -23,8 +36,8 @@ def __getattr__(name: str) -> Any:
         from runner.diagnostics import callback
 
         return getattr(callback, name)
-    if name in ("diagnose", "sweep_diagnoses"):
-        from runner.diagnostics import rules
+    if name in _REGISTRY_NAMES:
+        from runner.diagnostics import registry
 
-        return getattr(rules, name)
+        return getattr(registry, name)
     raise AttributeError(f"module 'runner.diagnostics' has no attribute {name!r}")

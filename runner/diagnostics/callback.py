@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from runner.callbacks import TestOutputs
 from runner.data.base import DataBundle, Split
 from runner.data.loader import BatchLoader
-from runner.diagnostics import figures, rules, sections
+from runner.diagnostics import figures, registry, sections
+from runner.diagnostics.finding import AVERAGE_ROWS
 from runner.diagnostics.probe import probe
 from runner.diagnostics.recorder import TrainingRecorder
 from runner.errors import ConfigError
@@ -38,6 +39,7 @@ class DiagnosticsCallback(TrainingRecorder):
         stages: ``model -> [(name, module)]``, the model's feature stages (from the model
             registry) for feature maps and Grad-CAM.
         seed: picks the probe images and sampled weights.
+        config: the run's config as plain data, for the rules (:class:`registry.RunContext`).
     """
 
     def __init__(
@@ -47,17 +49,17 @@ class DiagnosticsCallback(TrainingRecorder):
         data: DataBundle,
         stages: Callable[[Any], list[tuple[str, Any]]],
         seed: int = 0,
+        config: dict[str, Any] | None = None,
     ) -> None:
         check(conf)
         super().__init__(data, conf.interval, conf.probe_size, conf.weight_histograms, seed)
         self.conf, self.run_dir, self.stages = conf, Path(run_dir), stages
+        self.config = config or {}
         self.start_sample_values = HIST_VALUES if conf.figures else 0
         self.failures: list[str] = []
 
     # ------------------------------------------------------------------ after the test
-    def on_summary(
-        self, loop: Any, summary: dict[str, Any], test: TestOutputs | None
-    ) -> list[str]:
+    def on_summary(self, loop: Any, summary: dict[str, Any], test: TestOutputs | None) -> list[str]:
         started = time.perf_counter()
         history = pd.DataFrame(loop.state.history)
         out: list[str] = []
@@ -73,20 +75,17 @@ class DiagnosticsCallback(TrainingRecorder):
             out.append(
                 self._guard("interpretability", lambda: self._interpret(loop, *predictions), "")
             )
-        report = predictions[2] if predictions is not None else None
-        found = self._guard(
-            "diagnoses",
-            lambda: rules.diagnose(
-                self.conf,
-                history,
-                summary,
-                report,
-                self.gradients(),
-                self.steps(),
-                self.activations(),
-            ),
-            [],
+        context = registry.RunContext(
+            history=history,
+            summary=summary,
+            report=predictions[2] if predictions is not None else None,
+            gradients=self.gradients(),
+            steps=self.steps(),
+            activations=self.activations(),
+            num_classes=len(self.data.classes),
+            config=self.config,
         )
+        found = registry.diagnose(self.conf, context, guard=self._guard)
         summary.setdefault("diagnoses", []).extend(found)
         if self.failures:
             out.append(
@@ -130,7 +129,7 @@ class DiagnosticsCallback(TrainingRecorder):
         classes = list(self.data.classes)
         roc = evaluate.roc_curves(y, proba, classes)
         write_csv(self.run_dir / "eval" / "roc_curves.csv", roc)
-        per_class = report[~report["class"].isin(rules.AVERAGE_ROWS)]["auc"]
+        per_class = report[~report["class"].isin(AVERAGE_ROWS)]["auc"]
         if per_class.notna().any():
             summary["test_macro_auc"] = float(per_class.mean())
         if len(roc):
@@ -241,7 +240,7 @@ class DiagnosticsCallback(TrainingRecorder):
 
 
 def check(conf: Any) -> None:
-    """Range checks the schema's types cannot express."""
+    """Range checks the schema's types cannot express; then every rule's thresholds."""
 
     def need(ok: bool, key: str, value: Any, rule: str) -> None:
         if not ok:
@@ -254,12 +253,7 @@ def check(conf: Any) -> None:
     need(conf.misclassified >= 0, "misclassified", conf.misclassified, "images, >= 0")
     need(conf.interpret.images >= 0, "interpret.images", conf.interpret.images, "images, >= 0")
     need(conf.interpret.channels >= 1, "interpret.channels", conf.interpret.channels, ">= 1")
-    need(
-        0 < conf.gradients.edge_layers <= 0.5,
-        "gradients.edge_layers",
-        conf.gradients.edge_layers,
-        "a share of the layers in (0, 0.5]",
-    )
+    registry.check_rules(conf)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, data: DataBundle) -> list[DiagnosticsCallback]:
@@ -271,4 +265,5 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, data: DataBundle) -> list[Di
         return []
     entry = zoo.MODELS.get(cfg.model.family)
     stages, seed = entry.feature_stages, int(cfg.trainer.seed)
-    return [DiagnosticsCallback(conf, run_dir, data, stages, seed=seed)]
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return [DiagnosticsCallback(conf, run_dir, data, stages, seed=seed, config=config)]

@@ -113,14 +113,12 @@ def diagnostics_section(run_dir: Path, files: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def interpret_section(run_dir: Path, figures: list[Path], note: str = "") -> str:
+def interpret_section(run_dir: Path, figures: list[Path]) -> str:
     """Saliency / Grad-CAM and the feature maps of the chosen test images."""
     out = ["## Interpretability", ""]
     rel = [p.relative_to(run_dir).as_posix() for p in figures if p.exists()]
-    if note:
-        out += [note, ""]
     if not rel:
-        return "\n".join(out) if note else ""
+        return ""
     out += [
         "A few fixed test images — per class one correctly and one wrongly classified where "
         "available. Chosen images: " + links(run_dir, ["interpret/images.csv"]) + ".",

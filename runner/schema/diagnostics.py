@@ -1,68 +1,17 @@
 """Schema of the ``diagnostics`` group (``conf/diagnostics/``): types only; every value and
-threshold, with its unit, is in ``conf/diagnostics/default.yaml``."""
+threshold, with its unit, is in ``conf/diagnostics/default.yaml``.
+
+The group's schema is assembled from the rule registry: :class:`DiagnosticsBaseConf` (the
+general keys) plus one section per registered rule, typed by the thresholds dataclass the
+rule's own module defines (:func:`runner.diagnostics.registry.schema`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import MISSING
-
-
-@dataclass
-class OverfittingConf:
-    enabled: bool = MISSING
-    acc_gap: float = MISSING
-    val_loss_rise: float = MISSING
-    min_epochs_after_min: int = MISSING
-    min_epochs: int = MISSING
-
-
-@dataclass
-class UnderfittingConf:
-    enabled: bool = MISSING
-    min_train_skill: float = MISSING
-    min_epochs: int = MISSING
-
-
-@dataclass
-class GradientConf:
-    enabled: bool = MISSING
-    vanishing_ratio: float = MISSING
-    exploding_ratio: float = MISSING
-    exploding_norm: float = MISSING
-    edge_layers: float = MISSING
-
-
-@dataclass
-class DeadReluConf:
-    enabled: bool = MISSING
-    max_share: float = MISSING
-    error_share: float = MISSING
-    min_units: int = MISSING
-
-
-@dataclass
-class PlateauConf:
-    enabled: bool = MISSING
-    epochs: int = MISSING
-    min_rel_change: float = MISSING
-    converged_train_acc: float = MISSING
-
-
-@dataclass
-class WeakClassConf:
-    enabled: bool = MISSING
-    auc_gap: float = MISSING
-    f1_gap: float = MISSING
-    min_support: int = MISSING
-
-
-@dataclass
-class DegradationConf:
-    """Sweep-level rule (:func:`runner.diagnostics.rules.sweep_diagnoses`)."""
-
-    enabled: bool = MISSING
-    train_acc_gap: float = MISSING
 
 
 @dataclass
@@ -75,7 +24,9 @@ class InterpretConf:
 
 
 @dataclass
-class DiagnosticsConf:
+class DiagnosticsBaseConf:
+    """The keys every diagnostics config has; the rules add their sections."""
+
     enabled: bool = MISSING
     interval: int = MISSING
     probe_size: int = MISSING
@@ -86,13 +37,13 @@ class DiagnosticsConf:
     evaluation: bool = MISSING
     misclassified: int = MISSING
     interpret: InterpretConf = field(default_factory=InterpretConf)
-    overfitting: OverfittingConf = field(default_factory=OverfittingConf)
-    underfitting: UnderfittingConf = field(default_factory=UnderfittingConf)
-    gradients: GradientConf = field(default_factory=GradientConf)
-    dead_relu: DeadReluConf = field(default_factory=DeadReluConf)
-    plateau: PlateauConf = field(default_factory=PlateauConf)
-    weak_class: WeakClassConf = field(default_factory=WeakClassConf)
-    degradation: DegradationConf = field(default_factory=DegradationConf)
 
 
-SCHEMAS = {"diagnostics": {"default": DiagnosticsConf}}
+def __getattr__(name: str) -> Any:
+    # SCHEMAS (read by runner.schema.register_all) is assembled on first use: the rule
+    # registry imports this module, and the rule modules import the registry.
+    if name == "SCHEMAS":
+        from runner.diagnostics.registry import schema
+
+        return {"diagnostics": {"default": schema()}}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

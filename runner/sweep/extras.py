@@ -1,13 +1,12 @@
 """Optional parts of a sweep summary: sweep-level diagnoses and Optuna's result.
 
-Both depend on modules that may be absent (``runner.diagnostics``, ``optuna``);
-each degrades to nothing with a log line, never to a failed summary.
+Each degrades to nothing with a log line (a diagnostics bug, ``optuna`` absent), never to a
+failed summary.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,20 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def sweep_diagnoses(jobs: Sequence[Job]) -> list[str]:
-    """Findings of ``runner.diagnostics.rules.sweep_diagnoses`` (e.g. degradation) as text.
+    """Findings of the sweep-level diagnostics rules (e.g. degradation) as text.
 
-    Returns [] when that module does not exist or finds nothing.
+    The thresholds are the jobs' ``diagnostics`` config (the first job that has one), else
+    ``conf/diagnostics/default.yaml``. Returns [] when the diagnostics are switched off or
+    find nothing.
     """
-    try:
-        rules = importlib.import_module("runner.diagnostics.rules")
-    except ModuleNotFoundError as err:
-        if err.name in ("runner.diagnostics", "runner.diagnostics.rules"):
-            return []  # diagnostics not installed: nothing to add
-        log.warning("cannot import runner.diagnostics.rules: %s", err)
-        return []
-    rule = getattr(rules, "sweep_diagnoses", None)
-    if rule is None:
-        return []
+    from runner.diagnostics import registry
+
     runs = [
         {
             "model": job.model_name,
@@ -49,11 +42,10 @@ def sweep_diagnoses(jobs: Sequence[Job]) -> list[str]:
         if job.summary
     ]
     conf = next(
-        (c for c in (_select(j.config, "diagnostics.degradation") for j in jobs) if c is not None),
-        None,
+        (c for c in (_select(j.config, "diagnostics") for j in jobs) if c is not None), None
     )
     try:
-        found = (rule(runs, conf) if conf is not None else rule(runs)) or []
+        found = registry.sweep_diagnoses(runs, conf)
     except Exception as err:  # a diagnostics bug must not cost the sweep its summary
         log.warning(
             "sweep diagnoses failed (%s: %s); summary written without them", type(err).__name__, err

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from runner.io import save_figure
-from runner.plots import _plt
 from runner.metrics import lower_is_better
+from runner.plots import _plt
 
 _STYLES = ["-", "--", "-.", ":"]
 _MAX_LABEL = 70  # characters of a legend entry

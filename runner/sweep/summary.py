@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 
 from runner.io import write_csv, write_text
-from runner.sweep import extras, figures
 from runner.metrics import lower_is_better
 from runner.rundir import FINISHED
+from runner.sweep import extras, figures
 from runner.sweep.runs import OK_STATUSES, SEED_KEY, Job, Sweep, load_sweep, monitor_of
 
 log = logging.getLogger(__name__)
