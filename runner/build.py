@@ -150,10 +150,15 @@ def build_callbacks(
 
     t = cfg.trainer
     callbacks: list[Callback] = [MetricsCSV(run.write_metrics), *extra]
-    es = t.early_stopping
-    if es.enabled:
+    stopping = t.early_stopping
+    if stopping.enabled:
         callbacks.append(
-            EarlyStopping(str(es.monitor), str(es.mode), int(es.patience), float(es.min_delta))
+            EarlyStopping(
+                str(stopping.monitor),
+                str(stopping.mode),
+                int(stopping.patience),
+                float(stopping.min_delta),
+            )
         )
 
     def payload(loop: Loop) -> dict[str, Any]:

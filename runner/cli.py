@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -139,7 +140,12 @@ def _monitored(summary: dict[str, Any]) -> float | None:
 
 
 def _fail(cfg: DictConfig, err: BaseException, message: str) -> None:
-    """Report a failed job (a run that had started is already marked failed by train())."""
+    """Report a failed job: a run that had started is already marked failed by train(); a
+    job refused before it started is recorded only in a fresh directory."""
+    from runner.rundir import RunDir
+
+    with contextlib.suppress(Exception):  # run_dir unresolvable without Hydra: nothing to do
+        RunDir(cfg.run_dir).refused(err)
     if os.environ.get("HYDRA_FULL_ERROR") == "1" and not isinstance(err, RunnerError):
         raise err
     print(message, file=sys.stderr)

@@ -23,7 +23,9 @@ def resolve_mode(metric: str, mode: str = "auto") -> str:
     return "min" if lower_is_better(metric) else "max"
 
 
-def improved(value: float | None, reference: float | None, mode: str, min_delta: float = 0.0) -> bool:
+def improved(
+    value: float | None, reference: float | None, mode: str, min_delta: float = 0.0
+) -> bool:
     """Whether ``value`` beats ``reference`` by more than ``min_delta`` (NaN never does; any
     finite value beats no reference)."""
     if value is None or math.isnan(value):

@@ -47,11 +47,6 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _figure(run_dir: Path, rel: str, caption: str) -> str:
-    """A markdown image link, only if the file exists."""
-    return f"![{caption}]({rel})\n" if (run_dir / rel).exists() else ""
-
-
 def links(run_dir: Path, rels: list[str]) -> str:
     """Markdown links to the files of ``rels`` (relative to ``run_dir``) that exist."""
     return ", ".join(f"[{r}]({r})" for r in rels if (run_dir / r).exists())

@@ -162,6 +162,17 @@ class RunDir:
             {"status": FAILED, "error": f"{type(error).__name__}: {error}", "diagnoses": []},
         )
 
+    def refused(self, error: BaseException) -> None:
+        """Record that a job was refused before it started (a sweep lists it as failed) —
+        only in a fresh directory: an earlier result is never overwritten."""
+        from runner.io import write_json
+
+        if self.path.is_dir() and not self.summary_path.exists():
+            write_json(
+                self.summary_path,
+                {"status": FAILED, "error": f"{type(error).__name__}: {error}", "diagnoses": []},
+            )
+
     def write_metrics(self, history: list[dict[str, float]]) -> None:
         import pandas as pd
 

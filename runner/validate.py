@@ -44,9 +44,19 @@ def _validate_trainer(t: DictConfig) -> None:
         t.device,
         "valid values: auto, cpu, cuda, cuda:N, mps",
     )
-    es = t.early_stopping
-    _check(es.patience >= 0, "trainer.early_stopping.patience", es.patience, "must be >= 0")
-    _check(es.min_delta >= 0, "trainer.early_stopping.min_delta", es.min_delta, "must be >= 0")
+    stopping = t.early_stopping
+    _check(
+        stopping.patience >= 0,
+        "trainer.early_stopping.patience",
+        stopping.patience,
+        "must be >= 0",
+    )
+    _check(
+        stopping.min_delta >= 0,
+        "trainer.early_stopping.min_delta",
+        stopping.min_delta,
+        "must be >= 0",
+    )
     for key in ("limit_train_batches", "limit_eval_batches", "num_threads"):
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0 (0 = all / auto)")
     _check(t.log_every_n_steps > 0, "trainer.log_every_n_steps", t.log_every_n_steps, "must be > 0")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from runner import zoo
 from runner.train import train
 from tests.conftest import CONF, FAST, compose_cfg, run_cli
 
@@ -46,7 +46,7 @@ def grid_of(cfg: DictConfig) -> dict[str, list[str]]:
 
 
 def is_text(cfg: DictConfig) -> bool:
-    return str(cfg.model._target_).startswith("runner.models.text")
+    return zoo.MODELS.get(cfg.model.family).kind == "text"
 
 
 def write_text_csvs(folder: Path) -> Path:
@@ -93,7 +93,7 @@ def test_s2_preset_is_the_studys_recipe():
 
 def test_s3_resnet18_has_the_published_parameter_count():
     cfg = compose_hydra(["+experiment=s3_resnet18"])
-    model = instantiate(cfg.model, num_classes=10, in_channels=3, image_size=32)
+    model = zoo.build_model(cfg.model, dict(num_classes=10, in_channels=3, image_size=32))
     assert sum(p.numel() for p in model.parameters()) == 11_173_962
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (
         0.1,

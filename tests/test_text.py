@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from runner.models.text import RNNClassifier
 from runner import verify
 from runner.errors import DataError
+from runner.models.text import RNNClassifier
 from runner.text.nusax import load_nusax
 from runner.text.tokenizer import PAD_IDX, UNK_IDX, Vocabulary, tokenize
 from tests.conftest import only_run_dir, run_cli
@@ -175,7 +175,6 @@ def test_rnn_classifier_shapes_and_parameters(cell, bidirectional, num_layers, p
         cell=cell,
         bidirectional=bidirectional,
         num_layers=num_layers,
-        name="ignored",
     )
     x = torch.randint(0, 50, (4, 7))
     x[0] = 0  # an all-padding text still gets a prediction
