@@ -174,11 +174,9 @@ class RunDir:
             )
 
     def write_metrics(self, history: list[dict[str, float]]) -> None:
-        import pandas as pd
+        from runner.io import write_rows
 
-        from runner.io import write_csv
-
-        write_csv(self.metrics_path, pd.DataFrame(history))
+        write_rows(self.metrics_path, history)
 
 
 def find_runs(path: str | Path) -> list[RunDir]:

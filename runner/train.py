@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig
 
@@ -15,7 +14,7 @@ from runner.callbacks import Callback, TestOutputs
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
 from runner.errors import CheckpointError
-from runner.io import write_csv, write_json, write_text
+from runner.io import write_csv, write_json, write_rows, write_text
 from runner.rundir import RunDir
 from runner.runtime import resolve_device, seed_everything, set_threads
 from runner.validate import validate
@@ -96,6 +95,8 @@ def finish(
     cfg: DictConfig, run: RunDir, built: build.BuiltRun, data: DataBundle, result: Any
 ) -> dict:
     """Test the best weights; write metrics, evaluation, figures, summary and report."""
+    import pandas as pd
+
     from runner import plots, report
 
     loop, best = built.loop, built.checkpointing
@@ -116,13 +117,14 @@ def finish(
     run.finish(summary)
     for cb in loop.callbacks:  # trackers upload the finished run directory
         cb.on_run_end(loop, summary)
-    test_acc = "n/a" if summary["test_acc"] is None else f"{summary['test_acc']:.4f}"
+    figures = {k: summary[k] for k in ("best_val_acc", "test_acc")}
+    shown = {k: "n/a" if v is None else f"{v:.4f}" for k, v in figures.items()}
     log.info(
         "%s: best epoch %s, val acc %s, test acc %s — %s",
         result.status,
         best.best_epoch,
-        summary["best_val_acc"],
-        test_acc,
+        shown["best_val_acc"],
+        shown["test_acc"],
         run.path,
     )
     return summary
@@ -160,7 +162,7 @@ def build_summary(
     best_epoch: int,
     result: Any,
     data: DataBundle,
-    history: pd.DataFrame,
+    history: Any,
     test: TestOutputs | None,
 ) -> dict[str, Any]:
     """The figures of summary.json (the diagnostics add ``diagnoses`` and more)."""
@@ -225,7 +227,7 @@ def model_flops(model: torch.nn.Module, data: DataBundle, run: RunDir) -> int | 
     except Exception as err:  # a counting failure must not cost the run
         log.warning("could not count the model's FLOPs: %s", err)
         return None
-    write_csv(run / rundir.MODEL_SUMMARY, pd.DataFrame(result.rows))
+    write_rows(run / rundir.MODEL_SUMMARY, result.rows)
     log.info("model: %.1f MFLOPs per sample", result.flops / 1e6)
     return int(result.flops)
 
@@ -238,8 +240,12 @@ def _value(row: Any, key: str) -> float | None:
 
 
 def _write_data_files(run: RunDir, data: DataBundle) -> None:
-    frame = pd.DataFrame({"class": data.classes, **data.split_counts()})
-    write_csv(run / rundir.CLASS_COUNTS, frame)
+    counts = data.split_counts()
+    rows = [
+        {"class": name, **{split: counts[split][i] for split in counts}}
+        for i, name in enumerate(data.classes)
+    ]
+    write_rows(run / rundir.CLASS_COUNTS, rows)
     log.info(
         "splits: train %d, val %d, test %d %s",
         len(data.train),
@@ -251,7 +257,7 @@ def _write_data_files(run: RunDir, data: DataBundle) -> None:
         path = run / name
         if isinstance(content, (dict, list)):
             write_json(path, content)
-        elif isinstance(content, pd.DataFrame):
+        elif hasattr(content, "to_csv"):  # a pandas DataFrame
             write_csv(path, content)
         else:
             write_text(path, str(content))

@@ -44,8 +44,6 @@ def verify_run(
     threads: CPU threads for torch and NumPy's BLAS; None = the run's trainer.num_threads
     (0 = the cores this process may use).
     """
-    from threadpoolctl import threadpool_limits
-
     from runner import checkpoint
     from runner.data.loader import BatchLoader, LoaderOptions
     from runner.data.registry import build_data
@@ -68,6 +66,25 @@ def verify_run(
     twin = build_numpy_model(config["model"], state, **extra)
 
     loader = BatchLoader(getattr(data, split), data, LoaderOptions(batch_size))
+    t, n, y, seconds = _forward_both(model, twin, loader, threads)
+    result = _compare(t, n, y)
+    result.update(
+        split=split,
+        checkpoint=str(path),
+        epoch=int(ckpt.get(checkpoint.EPOCH, 0)),
+        model=str(config["model"].get("name", config["model"]["family"])),
+        torch_seconds=round(seconds["torch"], 3),
+        numpy_seconds=round(seconds["numpy"], 3),
+    )
+    write_json(run_dir / "verify.json", result)
+    return result
+
+
+def _forward_both(model: Any, twin: Any, loader: Any, threads: int) -> tuple:
+    """Logits of the torch model and its NumPy twin over ``loader``, the labels, and the
+    seconds each took."""
+    from threadpoolctl import threadpool_limits
+
     torch_logits, numpy_logits, labels, seconds = [], [], [], {"torch": 0.0, "numpy": 0.0}
     for x, y in loader:
         start = time.perf_counter()
@@ -80,17 +97,7 @@ def verify_run(
         seconds["numpy"] += time.perf_counter() - start
         labels.append(y.numpy())
     t, n, y = (np.concatenate(a) for a in (torch_logits, numpy_logits, labels))
-    result = _compare(t, n, y)
-    result.update(
-        split=split,
-        checkpoint=str(path),
-        epoch=int(ckpt.get(checkpoint.EPOCH, 0)),
-        model=str(config["model"].get("name", config["model"]["family"])),
-        torch_seconds=round(seconds["torch"], 3),
-        numpy_seconds=round(seconds["numpy"], 3),
-    )
-    write_json(run_dir / "verify.json", result)
-    return result
+    return t, n, y, seconds
 
 
 def _compare(torch_logits: np.ndarray, numpy_logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:

@@ -36,47 +36,14 @@ def plot_sweep_curves(
     fontsize = 9 if n <= 10 else 7.5
     legend_height = legend_rows * fontsize * 1.6 / 72 + 0.3  # inches
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4 + legend_height))
-    colors = _colors(n, plt)
-    many_epochs = False
-    for i, (label, frames) in enumerate(series):
-        style = dict(
-            color=colors[i],
-            ls=_STYLES[(i // 10) % len(_STYLES)] if n > 10 else "-",
-            lw=2.4 if i == 0 else 1.4,
-            alpha=1.0 if i < 10 else 0.85,
-        )
-        for ax, column in ((axes[0], "val_loss"), (axes[1], "val_acc")):
-            epochs, mean, std = _mean_curve(frames, column)
-            if epochs is None:
-                continue
-            many_epochs = many_epochs or len(epochs) > 25
-            marker = "o" if len(epochs) <= 25 else None
-            ax.plot(
-                epochs,
-                mean,
-                marker=marker,
-                ms=3,
-                label=_clip(label) if ax is axes[0] else None,
-                **style,
-            )
-            if std is not None:
-                ax.fill_between(epochs, mean - std, mean + std, color=colors[i], alpha=0.15, lw=0)
+    many_epochs = _draw_series(axes, series, _colors(n, plt), n)
     _finish_axes(axes, many_epochs)
     if not series:
         for ax in axes:
             ax.text(
                 0.5, 0.5, "no job has metrics yet", ha="center", va="center", transform=ax.transAxes
             )
-    direction = "lower" if lower_is_better(monitor) else "higher"
-    runs = sum(len(frames) for _, frames in series)
-    what = (
-        f"{len(series)} jobs"
-        if runs == len(series)
-        else f"{len(series)} configurations ({runs} jobs, mean ± std over seeds)"
-    )
-    fig.suptitle(
-        f"validation curves of {what}; legend best first by best {monitor} ({direction} is better)"
-    )
+    fig.suptitle(_curves_title(series, monitor))
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(
@@ -92,6 +59,43 @@ def plot_sweep_curves(
     save_figure(path, fig)
     plt.close(fig)
     return path
+
+
+def _draw_series(axes, series: Sequence[tuple[str, list[pd.DataFrame]]], colors, n: int) -> bool:
+    """One line per job (mean ± std band over seeds) on the loss and accuracy axes; returns
+    whether any job has more than 25 epochs (then no markers)."""
+    many_epochs = False
+    for i, (label, frames) in enumerate(series):
+        style = dict(
+            color=colors[i],
+            ls=_STYLES[(i // 10) % len(_STYLES)] if n > 10 else "-",
+            lw=2.4 if i == 0 else 1.4,
+            alpha=1.0 if i < 10 else 0.85,
+        )
+        for ax, column in ((axes[0], "val_loss"), (axes[1], "val_acc")):
+            epochs, mean, std = _mean_curve(frames, column)
+            if epochs is None:
+                continue
+            many_epochs = many_epochs or len(epochs) > 25
+            marker = "o" if len(epochs) <= 25 else None
+            label_here = _clip(label) if ax is axes[0] else None
+            ax.plot(epochs, mean, marker=marker, ms=3, label=label_here, **style)
+            if std is not None:
+                ax.fill_between(epochs, mean - std, mean + std, color=colors[i], alpha=0.15, lw=0)
+    return many_epochs
+
+
+def _curves_title(series: Sequence[tuple[str, list[pd.DataFrame]]], monitor: str) -> str:
+    direction = "lower" if lower_is_better(monitor) else "higher"
+    runs = sum(len(frames) for _, frames in series)
+    what = (
+        f"{len(series)} jobs"
+        if runs == len(series)
+        else f"{len(series)} configurations ({runs} jobs, mean ± std over seeds)"
+    )
+    return (
+        f"validation curves of {what}; legend best first by best {monitor} ({direction} is better)"
+    )
 
 
 def plot_effects(effects: pd.DataFrame, metric: str, path: Path) -> Path:
