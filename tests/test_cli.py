@@ -80,3 +80,22 @@ def test_help_lists_groups_and_options_without_internal_schemas(tmp_path):
     assert "optimizer_impl: auto" in out  # the composed config with every option
     assert "schema/" not in out
     assert not (tmp_path / "outputs").exists()  # --help trains nothing
+
+
+def test_every_package_is_listed_for_the_wheel():
+    """pyproject.toml lists the packages explicitly (models/ and conf/ ship inside the
+    runner's namespace): a new sub-package of runner/ must be listed there too."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "runner").rglob("__init__.py")
+        if not p.parent.is_symlink() and "models" not in p.parent.relative_to(ROOT).parts
+    }
+    assert found <= listed, sorted(found - listed)
+    assert {"runner.models", "runner.conf"} <= listed
