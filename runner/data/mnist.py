@@ -12,6 +12,11 @@ Splits: test = the official t10k files; validation = a stratified
 ``val_fraction`` of the training file. With ``use_test_as_train: true`` only the
 t10k files are read and divided into train/val/test by ``val_fraction`` and
 ``test_fraction`` — for machines that hold only the test split.
+
+Pixel types other than unsigned bytes follow :mod:`runner.data.pixels`: float
+images (IDX types 0x0D, 0x0E) whose values all lie in [0, 1] are multiplied by
+255, floats in [0, 255] are rounded, and integers must lie in 0..255 — anything
+else is refused naming the file. Labels must be class ids 0..9.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import numpy as np
 import torch
 
 from runner.data.base import DataBundle, Split
-from runner.data.prepare import BundleOptions, finish_bundle, make_splits
+from runner.data.pixels import to_uint8
+from runner.data.prepare import BundleOptions, finish_bundle, label_ids, make_splits
 from runner.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -66,16 +72,20 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_pair(folder: Path, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+def read_pair(
+    folder: Path, prefix: str, num_classes: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``(N, 1, 28, 28)`` uint8 and labels ``(N,)`` int64 of ``train`` or ``t10k``."""
-    images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))  # type: ignore[arg-type]
-    labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))  # type: ignore[arg-type]
+    images_file = _find(folder, f"{prefix}-images-idx3-ubyte")
+    labels_file = _find(folder, f"{prefix}-labels-idx1-ubyte")
+    images = read_idx(images_file)  # type: ignore[arg-type]
+    labels = read_idx(labels_file)  # type: ignore[arg-type]
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(
             f"{folder}: {prefix} images {images.shape} and labels {labels.shape} do not match"
         )
-    x = torch.from_numpy(images.astype(np.uint8)).unsqueeze(1)
-    return x, torch.from_numpy(labels.astype(np.int64))
+    x = torch.from_numpy(to_uint8(images, str(images_file)).copy()).unsqueeze(1)
+    return x, torch.from_numpy(label_ids(labels, num_classes, str(labels_file)))
 
 
 @dataclass(frozen=True)
@@ -173,16 +183,16 @@ def idx_loader(dataset: IdxDataset) -> Callable[..., DataBundle]:
         folder = find_files(dataset, root, path, download, prefixes)
         classes = dataset.classes
         if use_test_as_train:
-            x, y = read_pair(folder, "t10k")
+            x, y = read_pair(folder, "t10k", len(classes))
             names = _names("t10k", len(y))
             splits = make_splits(
                 x, y, val_fraction, test_fraction, seed, classes=classes, names=names
             )
         else:
-            x, y = read_pair(folder, "train")
+            x, y = read_pair(folder, "train", len(classes))
             names = _names("train", len(y))
             train, val, _ = make_splits(x, y, val_fraction, 0.0, seed, classes=classes, names=names)
-            x_test, y_test = read_pair(folder, "t10k")
+            x_test, y_test = read_pair(folder, "t10k", len(classes))
             splits = (train, val, Split(x_test, y_test, _names("t10k", len(y_test))))
         log.info("%s: %d train, %d val, %d test", dataset.title, *map(len, splits))
         options = BundleOptions(normalize, subset, seed, augment, check_duplicates)

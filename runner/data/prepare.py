@@ -3,6 +3,7 @@
 - :func:`stratified_split` — the one train/val/test split by class; a split it
   cannot draw is a :class:`~runner.errors.DataError` that names the class counts;
 - :func:`make_splits` — that split applied to in-memory tensors;
+- :func:`label_ids` — stored labels checked to be class ids (a clear error otherwise);
 - :func:`subset_per_class` — a stratified part of the training split;
 - :func:`normalisation` and :func:`channel_stats` — the mean/std the loader
   normalises with;
@@ -125,6 +126,31 @@ def make_splits(
 
     train, val, test = (split(i) for i in parts)
     return train, val, test
+
+
+def label_ids(values: np.ndarray, num_classes: int, source: str) -> np.ndarray:
+    """Stored labels as int64 class ids, or a :class:`DataError` naming ``source``.
+
+    Labels must be whole numbers in ``0 .. num_classes - 1``; the error gives the range
+    found, how many labels lie outside and the first of them.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "iuf" or (
+        values.dtype.kind == "f" and not (np.isfinite(values).all() and (values % 1 == 0).all())
+    ):
+        raise DataError(
+            f"{source}: labels must be whole numbers (class ids 0..{num_classes - 1}), got "
+            f"values of type {values.dtype}"
+        )
+    y = values.astype(np.int64)
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if len(bad):
+        raise DataError(
+            f"{source}: labels range {y.min()}..{y.max()} but there are {num_classes} classes "
+            f"(ids 0..{num_classes - 1}); {len(bad)} label(s) outside, the first at position "
+            f"{bad[0]} ({y[bad[0]]}). Fix the labels or the class list."
+        )
+    return y
 
 
 def subset_per_class(y: np.ndarray, subset: float, seed: int) -> np.ndarray:
