@@ -30,7 +30,7 @@ import torch
 log = logging.getLogger(__name__)
 
 # Bump when decoding/resizing changes, so old cache files are not reused.
-DECODER_VERSION = 1
+DECODER_VERSION = 2
 
 
 def cache_key(

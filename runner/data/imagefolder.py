@@ -3,7 +3,11 @@
 Layout: ``<folder>/<class>/**/<image>`` — the class is the name of the top-level
 sub-folder; any file PIL reads with an image extension (``.jpg .jpeg .png
 .ppm .bmp .pgm .tif .tiff .webp``) counts; other files and hidden folders are
-ignored. If ``<folder>`` has a ``train/`` sub-folder (and ``val/``, ``test/``;
+ignored. Class names lose surrounding whitespace; an empty name, or two folders whose
+names differ only by case (``Cat``/``cat``) or whitespace, are refused. Links are
+followed, but never back into a folder already visited or containing the class
+folder (a symlink loop) and never twice to one file; FIFOs, sockets, devices and
+broken links are skipped — each with a warning. If ``<folder>`` has a ``train/`` sub-folder (and ``val/``, ``test/``;
 each ``<split>/<class>/<image>``), those splits are used as they are and a
 missing ``val/`` or ``test/`` is carved from train with its fraction; otherwise train,
 val and test are stratified fractions drawn with ``seed`` — by group when
@@ -14,7 +18,9 @@ Decoding: each image is converted to ``RGB`` (``channels: 3``) or ``L``
 (``channels: 1``) — so grey-scale, palette and RGBA files mix freely with
 colour ones (alpha is dropped) — then its *shorter side is resized* to
 ``image_size`` (bilinear, antialiased) and the centre ``image_size`` ×
-``image_size`` square is cropped. The decoded set is cached once
+``image_size`` square is cropped. 16-bit, 32-bit integer and float images are
+brought to 8 bits by :func:`to_8bit` (16-bit values scaled by 1/257) instead of
+PIL's clipping at 255. The decoded set is cached once
 (:mod:`runner.data.cache`); later runs load it without decoding anything.
 
 Data too big for memory (``streaming: true``, or ``auto`` when the decoded
@@ -26,10 +32,11 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from runner.data import cache as cache_mod
 from runner.data.base import DataBundle, Split
+from runner.data.pixels import to_uint8
 from runner.data.prepare import (
     BundleOptions,
     channel_stats,
@@ -85,13 +93,32 @@ def decode_image(path: Path, image_size: int, channels: int) -> tuple[torch.Tens
     with Image.open(path) as img:
         original = img.mode
         img.draft(mode, (image_size, image_size))  # JPEG: decode at a reduced scale >= size
-        img = img.convert(mode)
+        img = to_8bit(img, path).convert(mode)
         img = TF.resize(img, image_size, interpolation=InterpolationMode.BILINEAR, antialias=True)
         img = TF.center_crop(img, [image_size, image_size])
         arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()), original
+
+
+def to_8bit(img: Any, path: Path | str) -> Any:
+    """A PIL image of 16-bit, 32-bit integer or float samples as an 8-bit grey ``L`` image
+    (others are returned as they are).
+
+    PIL's own conversion clips such samples at 255, which turns a 16-bit image almost
+    white; here they follow :mod:`runner.data.pixels`: ``I;16`` images are scaled by
+    1/257, ``I`` (32-bit) images are read as 8-bit when every value is at most 255 and
+    as 16-bit otherwise, ``F`` (float) images in [0, 1] are multiplied by 255; values
+    outside these ranges are a :class:`DataError` naming the file.
+    """
+    from PIL import Image
+
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return img
+    values = np.asarray(img)
+    bits = 16 if img.mode.startswith("I;16") or (img.mode == "I" and values.max() > 255) else None
+    return Image.fromarray(to_uint8(values, str(path), bits=bits))
 
 
 def decode_all(
@@ -162,18 +189,143 @@ class Layout:
         return Layout(self.classes, [self.files[i] for i in keep], self.labels[keep], split_of)
 
 
-def _images_under(directory: Path) -> list[Path]:
+@dataclass
+class LeftOut:
+    """Files a scan did not take, reported once as warnings.
+
+    special: FIFOs, sockets, devices and broken links among the images (opening a FIFO
+    would wait forever). repeated: links that lead back to a folder or file already
+    found — a symlink loop, or a second way to the same place.
+    """
+
+    special: list[str] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)
+
+    def warn(self, folder: Path) -> None:
+        special = "file(s) that are not regular files (FIFO, socket, device or broken link)"
+        repeated = (
+            "link(s) leading back to a folder or file already found (a symlink loop or a "
+            "second link to the same place); not followed"
+        )
+        for items, what in ((self.special, special), (self.repeated, repeated)):
+            if items:
+                more = f"; … {len(items) - 10} more" if len(items) > 10 else ""
+                listed = "; ".join(items[:10]) + more
+                warnings.warn(f"{folder}: skipped {len(items)} {what}: {listed}", stacklevel=3)
+
+
+def _contains(outer: str, inner: str) -> bool:
+    """Whether real path ``outer`` is ``inner`` or one of its ancestors."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "folder"),
+    ):
+        if test(mode):
+            return name
+    return "device or other special file"
+
+
+def _admit(path: Path, label: str, seen: dict[str, tuple[str, str]], left_out: LeftOut) -> bool:
+    """Whether ``path`` is a regular file not already found (through any link)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        left_out.special.append(f"{path} (broken link)")
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        left_out.special.append(f"{path} ({_kind(info.st_mode)})")
+        return False
+    real = os.path.realpath(path)
+    if real in seen:
+        other_label, other = seen[real]
+        if other_label != label:
+            raise DataError(
+                f"{path} and {other} are the same file ({real}) under two classes, "
+                f"{other_label!r} and {label!r}: an image has one label. Remove one of the links."
+            )
+        left_out.repeated.append(f"{path} (the same file as {other})")
+        return False
+    seen[real] = (label, str(path))
+    return True
+
+
+def _images_under(
+    directory: Path, label: str, seen: dict[str, tuple[str, str]], left_out: LeftOut
+) -> list[Path]:
+    """Image files under ``directory``, sorted, hidden folders skipped.
+
+    Links to folders are followed, but never into a folder already visited or one that
+    contains ``directory`` (a loop), and every file is taken once (by its real path;
+    ``seen`` spans all classes of one split folder). Only regular files count.
+    """
+    top = os.path.realpath(directory)
+    visited = {top}
     found = []
     for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(IMG_EXTENSIONS)
-        ]
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real in visited or _contains(real, top):
+                left_out.repeated.append(f"{os.path.join(dirpath, d)} -> {real}")
+                continue
+            visited.add(real)
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name.lower().endswith(IMG_EXTENSIONS) and _admit(path, label, seen, left_out):
+                found.append(path)
     return found
 
 
-def _class_dirs(directory: Path) -> list[Path]:
-    return sorted(d for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
+def _class_dirs(directory: Path, left_out: LeftOut) -> dict[str, Path]:
+    """Class name → folder for the sub-folders of ``directory`` (hidden ones skipped).
+
+    The name is the folder's name without surrounding whitespace. A name that is then
+    empty, or two names that differ only by case, are refused: the runner does not guess
+    whether ``Cat`` and ``cat`` are one class. A linked folder containing ``directory``
+    (a loop) is skipped.
+    """
+    top = os.path.realpath(directory)
+    dirs = []
+    for d in sorted(d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if _contains(os.path.realpath(d), top):
+            left_out.repeated.append(f"{d} -> {os.path.realpath(d)}")
+        else:
+            dirs.append(d)
+    empty = [repr(d.name) for d in dirs if not d.name.strip()]
+    if empty:
+        raise DataError(
+            f"class folder name(s) {', '.join(empty)} in {directory} are empty once surrounding "
+            "whitespace is removed: a class needs a name. Rename the folder(s)."
+        )
+    by_fold: dict[str, list[str]] = {}
+    for d in dirs:
+        by_fold.setdefault(d.name.strip().casefold(), []).append(repr(d.name))
+    clashes = [" and ".join(names) for names in by_fold.values() if len(names) > 1]
+    if clashes:
+        raise DataError(
+            f"class folders in {directory} differ only by case or surrounding whitespace: "
+            f"{'; '.join(clashes)}. Merge each set into one folder or give them distinct names."
+        )
+    return {d.name.strip(): d for d in dirs}
+
+
+def _find_images(tops: dict[str, Path]) -> dict[str, dict[str, list[Path]]]:
+    """Split → class → image files, for each split folder in ``tops``; warns once about
+    special files and repeated links left out."""
+    per_top = {}
+    for split, top in tops.items():
+        left_out, seen = LeftOut(), {}
+        classes = _class_dirs(top, left_out)
+        per_top[split] = {c: _images_under(d, c, seen, left_out) for c, d in classes.items()}
+        left_out.warn(top)
+    return per_top
 
 
 def scan(folder: Path) -> Layout:
@@ -181,9 +333,32 @@ def scan(folder: Path) -> Layout:
     split_dirs = {s: folder / s for s in SPLITS if (folder / s).is_dir()}
     use_splits = "train" in split_dirs
     tops = {s: d for s, d in split_dirs.items()} if use_splits else {"": folder}
-    per_top = {s: {d.name: _images_under(d) for d in _class_dirs(top)} for s, top in tops.items()}
+    per_top = _find_images(tops)
     classes = sorted(per_top["train" if use_splits else ""])
-    where = folder / "train" if use_splits else folder
+    _check_classes(folder, tops, per_top, classes)
+    files, labels, split_of = [], [], []
+    for s, members in per_top.items():
+        for c, paths in sorted(members.items()):
+            files += [p.relative_to(folder).as_posix() for p in paths]
+            labels += [classes.index(c)] * len(paths)
+            split_of += [s] * len(paths)
+    return Layout(
+        classes=classes,
+        files=files,
+        labels=np.asarray(labels, dtype=np.int64),
+        split_of=np.asarray(split_of) if use_splits else None,
+    )
+
+
+def _check_classes(
+    folder: Path,
+    tops: dict[str, Path],
+    per_top: dict[str, dict[str, list[Path]]],
+    classes: list[str],
+) -> None:
+    """A :class:`DataError` for no class, one class, an empty class or a class that
+    a split has and train lacks."""
+    where = tops.get("train", folder)
     expected = f"{where}/<class>/<image>"
     if not classes:
         loose = [p for p in where.iterdir() if p.suffix.lower() in IMG_EXTENSIONS]
@@ -212,18 +387,6 @@ def scan(folder: Path) -> Layout:
                 f"{tops[s]} has class folder(s) {unknown} that {folder / 'train'} lacks; "
                 "every split must use the training classes."
             )
-    files, labels, split_of = [], [], []
-    for s, members in per_top.items():
-        for c, paths in sorted(members.items()):
-            files += [p.relative_to(folder).as_posix() for p in paths]
-            labels += [classes.index(c)] * len(paths)
-            split_of += [s] * len(paths)
-    return Layout(
-        classes=classes,
-        files=files,
-        labels=np.asarray(labels, dtype=np.int64),
-        split_of=np.asarray(split_of) if use_splits else None,
-    )
 
 
 def resolve_folder(root: str, path: str, name: str) -> Path:
@@ -465,6 +628,28 @@ def load_image_folder(
         num_workers: decoding threads (in memory) / DataLoader workers (streaming);
             -1 = the CPU count, at most 8.
     """
+    folder = _checked_folder(root, path, name, download, image_size, channels)
+    layout = scan(folder)
+    groups = _groups(layout, folder, group_regex, group_csv, group_column, group_file_column)
+    workers = min(8, os.cpu_count() or 1) if num_workers < 0 else num_workers
+    decoding = Decoding(image_size, channels, skip_corrupt, workers)
+    options = BundleOptions(normalize, subset, seed, augment, check_duplicates)
+    fractions = (val_fraction, test_fraction)
+    decoded_mb = len(layout.files) * channels * image_size**2 / 2**20
+    if _streams(streaming, decoded_mb, streaming_threshold_mb):
+        log.info(
+            "streaming %d images (%.0f MiB decoded) from %s", len(layout.files), decoded_mb, folder
+        )
+        parts = split_indices(layout, groups, *fractions, seed)
+        return _streaming_bundle(name, folder, layout, parts, decoding, options)
+    target = _cache_target(root, name, folder, layout, decoding) if cache else None
+    return _memory_bundle(name, folder, layout, groups, target, decoding, options, fractions)
+
+
+def _checked_folder(
+    root: str, path: str, name: str, download: bool, image_size: int, channels: int
+) -> Path:
+    """The dataset folder, after the checks of the decoding keys and of the folder."""
     if channels not in (1, 3):
         raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
     if image_size < 1:
@@ -478,25 +663,27 @@ def load_image_folder(
         )
     if not folder.is_dir():
         raise missing_folder_error(folder, name)
-    layout = scan(folder)
-    groups = _groups(layout, folder, group_regex, group_csv, group_column, group_file_column)
-    workers = min(8, os.cpu_count() or 1) if num_workers < 0 else num_workers
-    decoding = Decoding(image_size, channels, skip_corrupt, workers)
-    options = BundleOptions(normalize, subset, seed, augment, check_duplicates)
-    decoded_mb = len(layout.files) * channels * image_size**2 / 2**20
-    if _streams(streaming, decoded_mb, streaming_threshold_mb):
-        log.info(
-            "streaming %d images (%.0f MiB decoded) from %s", len(layout.files), decoded_mb, folder
-        )
-        parts = split_indices(layout, groups, val_fraction, test_fraction, seed)
-        return _streaming_bundle(name, folder, layout, parts, decoding, options)
-    target = _cache_target(root, name, folder, layout, decoding) if cache else None
+    return folder
+
+
+def _memory_bundle(
+    name: str,
+    folder: Path,
+    layout: Layout,
+    groups: list[str] | None,
+    target: Path | None,
+    decoding: Decoding,
+    options: BundleOptions,
+    fractions: tuple[float, float],
+) -> DataBundle:
+    """The bundle of in-memory splits: every image decoded (or loaded from the cache file
+    ``target``), unreadable ones dropped when ``skip_corrupt`` allows, then split."""
     x, failed = _decoded(folder, layout, target, decoding)
     if failed:
         keep = np.flatnonzero(~np.isin(np.asarray(layout.files), [rel for rel, _ in failed]))
         x, layout = x[torch.as_tensor(keep)], layout.select(keep)
         groups = None if groups is None else [groups[i] for i in keep]
-    parts = split_indices(layout, groups, val_fraction, test_fraction, seed)
+    parts = split_indices(layout, groups, *fractions, options.seed)
     y = torch.as_tensor(layout.labels)
     train, val, test = (
         Split(x[torch.as_tensor(i)], y[i], [layout.files[j] for j in i]) for i in parts.values()
