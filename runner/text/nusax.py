@@ -53,7 +53,8 @@ def load_nusax(
     path: folder with ``train.csv``, ``test.csv`` and ``valid.csv`` (or ``val.csv`` /
         ``dev.csv``; without one, a stratified ``val_fraction`` of train, fixed by ``seed``).
     text_column / label_column: CSV columns; labels may be strings or integers, the
-        classes are their sorted distinct values in train.
+        classes are their sorted distinct values in train. String labels lose surrounding
+        whitespace; an empty label, or labels differing only by case, are refused.
     vocab_size / min_freq / lowercase / max_length: see :meth:`Vocabulary.build`.
     subset: > 0 keeps this fraction (<= 1) or count (> 1) of each training class.
     download: fetch NusaX-Senti (Indonesian) into ``path`` when its files are missing.
@@ -133,7 +134,39 @@ def _read_csv(file: Path, text_column: str, label_column: str) -> pd.DataFrame:
         )
     ids = frame["id"].astype(str) if "id" in frame.columns else pd.Series(range(len(frame)))
     frame["_source"] = [f"{file.name}#{i}" for i in ids]
+    frame[label_column] = _clean_labels(frame, file, label_column)
     return frame
+
+
+def _clean_labels(frame: pd.DataFrame, file: Path, label_column: str) -> pd.Series:
+    """The label column without surrounding whitespace (numbers as they are).
+
+    An empty label, or two labels that differ only by case (``Positive``/``positive``),
+    is a :class:`DataError` naming the file and rows: the runner does not guess whether
+    case matters.
+    """
+    labels = frame[label_column]
+    if labels.dtype != object:  # integer or float labels
+        return labels
+    text = labels.astype(str).str.strip()
+    empty = np.flatnonzero(text.eq("").to_numpy())
+    if len(empty):
+        first = ", ".join(f"data row {i + 1} ({frame['_source'].iloc[i]})" for i in empty[:5])
+        raise DataError(
+            f"{file}: {len(empty)} row(s) have an empty {label_column!r}: {first}"
+            f"{', …' if len(empty) > 5 else ''}. Give every row a label or delete those rows."
+        )
+    spellings: dict[str, list[str]] = {}
+    for value, count in text.value_counts(sort=False).items():
+        spellings.setdefault(value.casefold(), []).append(f"{value!r} ({count} rows)")
+    clashes = [" and ".join(sorted(v)) for v in spellings.values() if len(v) > 1]
+    if clashes:
+        raise DataError(
+            f"{file}: labels in column {label_column!r} differ only by case: "
+            f"{'; '.join(clashes)}. Use one spelling per class (the runner does not guess "
+            "whether case matters)."
+        )
+    return text
 
 
 def _hold_out(
@@ -150,9 +183,14 @@ def _label_ids(frame: pd.DataFrame, label_column: str, classes: list, split: str
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(frame[label_column]) - set(index), key=str)
     if unknown:
+        folded = {str(c).casefold(): c for c in classes}
+        near = [
+            f"{u!r}/{folded[str(u).casefold()]!r}" for u in unknown if str(u).casefold() in folded
+        ]
+        hint = f"; {', '.join(near)} differ only by case: use one spelling" if near else ""
         raise DataError(
             f"the {split} split has labels {unknown} that train does not have "
-            f"(train's classes: {classes})"
+            f"(train's classes: {classes}{hint})"
         )
     return frame[label_column].map(index).to_numpy(dtype=np.int64)
 
