@@ -85,9 +85,34 @@ def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
     entry, params = dataset_params(dataset_cfg)
     log.info("dataset: %s (format %s)", params.get("name"), entry.format)
     data = resolve(entry.loader)(seed=seed, **params)
+    check_bundle(data, params)
+    return data
+
+
+def check_bundle(data: Any, params: Mapping[str, Any]) -> None:
+    """What every dataset must be, whatever its loader: training samples, at least two
+    classes and labels that are class ids (a :class:`DataError` otherwise)."""
     if len(data.train) == 0:
         raise DataError(f"dataset {data.name!r} has no training samples")
-    return data
+    if data.num_classes < 2:
+        fix = (
+            "Set dataset.num_classes to 2 or more."
+            if "num_classes" in params
+            else "Add data of at least one more class (or check which column holds the labels)."
+        )
+        raise DataError(
+            f"dataset {data.name!r} has {data.num_classes} class(es) "
+            f"({', '.join(map(repr, data.classes)) or 'none'}): classification needs at least "
+            f"two. {fix}"
+        )
+    for split in ("train", "val", "test"):
+        y = getattr(data, split).y
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
+            raise DataError(
+                f"dataset {data.name!r}: {split} labels range {int(y.min())}..{int(y.max())} "
+                f"but there are {data.num_classes} classes; the loader returned labels that "
+                "are not class ids"
+            )
 
 
 def _register_builtins() -> None:
