@@ -19,6 +19,7 @@ Unreadable files are listed on stderr and in ``<out stem>_skipped.csv``, not fat
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -31,7 +32,7 @@ import pandas as pd
 import torch
 
 from runner.checkpoint import Preprocessing, load_model
-from runner.errors import RunnerError
+from runner.errors import ConfigError, RunnerError
 
 # ------------------------------------------------------------------ images
 
@@ -165,11 +166,14 @@ class Predictor:
         """
         from tqdm.auto import tqdm
 
+        for key, value in (("batch_size", batch_size), ("top_k", top_k)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}")
         files = [Path(f) for f in files]
         frames, skipped = [], []
         bar = tqdm(total=len(files), desc="predict", unit="img", disable=_tqdm_disable(progress))
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for start in range(0, len(files), max(1, batch_size)):
+            for start in range(0, len(files), batch_size):
                 chunk = files[start : start + batch_size]
                 decoded = list(pool.map(self._try_decode, chunk))
                 ok = [(f, x) for f, x in zip(chunk, decoded) if isinstance(x, torch.Tensor)]
@@ -206,6 +210,17 @@ def _tqdm_disable(progress: bool | None) -> bool | None:
 # ------------------------------------------------------------------ CLI
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse turns the error into exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="runner-predict",
@@ -214,9 +229,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("run_dir", help="a run directory (outputs/runs/...) or a checkpoint .pt")
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched deeply)")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write")
-    parser.add_argument("--top-k", type=int, default=3, help="classes listed per image")
+    parser.add_argument(
+        "--top-k", type=_positive_int, default=3, help="classes listed per image (>= 1)"
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per forward pass (>= 1)"
+    )
     parser.add_argument(
         "--checkpoint", default="best", help="best | last | a path to a checkpoint file"
     )
