@@ -54,7 +54,7 @@ def to_uint8(values: np.ndarray, source: str, *, bits: int | None = None) -> np.
     if low >= 0 and high <= 255:
         return np.rint(values).astype(np.uint8) if kind == "f" else values.astype(np.uint8)
     raise DataError(
-        f"{source}: pixel values range {_show(low)}..{_show(high)} ({values.dtype}); {RULE}. "
+        f"{source}: pixel values range {_show(low)}..{_show(high)} ({values.dtype.name}); {RULE}. "
         "Convert the data to uint8 0..255 (e.g. scale it yourself) and try again."
     )
 

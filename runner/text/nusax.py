@@ -146,7 +146,7 @@ def _clean_labels(frame: pd.DataFrame, file: Path, label_column: str) -> pd.Seri
     case matters.
     """
     labels = frame[label_column]
-    if labels.dtype != object:  # integer or float labels
+    if pd.api.types.is_numeric_dtype(labels):  # integer or float labels
         return labels
     text = labels.astype(str).str.strip()
     empty = np.flatnonzero(text.eq("").to_numpy())
