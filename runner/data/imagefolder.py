@@ -3,11 +3,13 @@
 Layout: ``<folder>/<class>/**/<image>`` — the class is the name of the top-level
 sub-folder; any file PIL reads with an image extension (``.jpg .jpeg .png
 .ppm .bmp .pgm .tif .tiff .webp``) counts; other files and hidden folders are
-ignored. Class names lose surrounding whitespace; an empty name, or two folders whose
-names differ only by case (``Cat``/``cat``) or whitespace, are refused. Links are
-followed, but never back into a folder already visited or containing the class
-folder (a symlink loop) and never twice to one file; FIFOs, sockets, devices and
-broken links are skipped — each with a warning. If ``<folder>`` has a ``train/`` sub-folder (and ``val/``, ``test/``;
+ignored. Class names lose surrounding whitespace; an empty name, or two folders
+whose names differ only by case (``Cat``/``cat``) or whitespace, are refused.
+Links are followed, but never back into a folder already visited or containing
+the class folder (a symlink loop) and never twice to one file; FIFOs, sockets,
+devices and broken links are skipped — each with a warning.
+
+Splits: if ``<folder>`` has a ``train/`` sub-folder (and ``val/``, ``test/``;
 each ``<split>/<class>/<image>``), those splits are used as they are and a
 missing ``val/`` or ``test/`` is carved from train with its fraction; otherwise train,
 val and test are stratified fractions drawn with ``seed`` — by group when
@@ -220,22 +222,18 @@ def _contains(outer: str, inner: str) -> bool:
 
 
 def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISDIR, "folder"),
-    ):
-        if test(mode):
-            return name
-    return "device or other special file"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    return "socket" if stat.S_ISSOCK(mode) else "device or other special file"
 
 
 def _admit(path: Path, label: str, seen: dict[str, tuple[str, str]], left_out: LeftOut) -> bool:
     """Whether ``path`` is a regular file not already found (through any link)."""
     try:
         info = os.stat(path)
-    except OSError:
-        left_out.special.append(f"{path} (broken link)")
+    except OSError as err:
+        why = "broken link" if os.path.islink(path) else f"cannot be read: {err.strerror}"
+        left_out.special.append(f"{path} ({why})")
         return False
     if not stat.S_ISREG(info.st_mode):
         left_out.special.append(f"{path} ({_kind(info.st_mode)})")
