@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import numbers
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +55,10 @@ def pil_to_tensor(img: Any, pre: Preprocessing) -> torch.Tensor:
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
+    from runner.data.imagefolder import to_8bit
+
     height, width = pre.image_size
+    img = to_8bit(img, getattr(img, "filename", "") or "image")
     img = img.convert("RGB" if pre.channels == 3 else "L")
     bilinear = InterpolationMode.BILINEAR
     img = TF.resize(img, min(height, width), interpolation=bilinear, antialias=True)
@@ -67,18 +69,19 @@ def pil_to_tensor(img: Any, pre: Preprocessing) -> torch.Tensor:
 
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders expanded (recursively, image extensions only, sorted)."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    """Files as given, folders expanded (recursively, image extensions only, sorted) with
+    the image-folder walker: symlink loops are not followed, a file reached twice counts
+    once, special files (FIFOs, devices) are skipped with a warning."""
+    from runner.data.imagefolder import LeftOut, images_under
 
     files: list[Path] = []
+    seen: dict[str, tuple[str, str]] = {}
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for dirpath, dirnames, names in os.walk(path, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                files += [
-                    Path(dirpath) / n for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)
-                ]
+            left_out = LeftOut()
+            files += images_under(path, "", seen, left_out)
+            left_out.warn(path)
         else:
             files.append(path)
     return files

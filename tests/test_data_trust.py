@@ -586,3 +586,24 @@ def test_cli_trains_on_a_folder_with_a_symlink_loop_counting_each_image_once(tmp
     counts = next((tmp_path / "outputs").glob("**/class_counts.csv")).read_text()
     rows = list(csv.DictReader(counts.splitlines()))
     assert sum(int(r["train"]) + int(r["val"]) + int(r["test"]) for r in rows) == 16
+
+
+def test_predict_walks_a_folder_with_a_symlink_loop_once(tmp_path):
+    """runner-predict expands folders with the image-folder walker: a loop is not followed
+    and each image is predicted once."""
+    import warnings
+
+    from PIL import Image
+
+    from runner.predict import image_files
+
+    folder = tmp_path / "inbox" / "cats"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    (folder / "loop").symlink_to(tmp_path / "inbox")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = image_files([tmp_path / "inbox"])
+    assert sorted(f.name for f in files) == ["0.png", "1.png", "2.png"]
+    assert any("loop" in str(w.message) for w in caught)

@@ -252,7 +252,7 @@ def _admit(path: Path, label: str, seen: dict[str, tuple[str, str]], left_out: L
     return True
 
 
-def _images_under(
+def images_under(
     directory: Path, label: str, seen: dict[str, tuple[str, str]], left_out: LeftOut
 ) -> list[Path]:
     """Image files under ``directory``, sorted, hidden folders skipped.
@@ -321,7 +321,7 @@ def _find_images(tops: dict[str, Path]) -> dict[str, dict[str, list[Path]]]:
     for split, top in tops.items():
         left_out, seen = LeftOut(), {}
         classes = _class_dirs(top, left_out)
-        per_top[split] = {c: _images_under(d, c, seen, left_out) for c, d in classes.items()}
+        per_top[split] = {c: images_under(d, c, seen, left_out) for c, d in classes.items()}
         left_out.warn(top)
     return per_top
 
