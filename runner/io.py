@@ -86,7 +86,18 @@ def _csv_value(value: Any) -> Any:
 def save_torch(path: str | Path, obj: Any) -> Path:
     import torch
 
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    def write(tmp: Path) -> None:
+        # through a Python file: a full disk then surfaces as OSError (ENOSPC), which
+        # torch's own writer would turn into an opaque RuntimeError
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(obj, f)
+            except RuntimeError as err:
+                if isinstance(err.__context__, OSError):
+                    raise err.__context__ from None
+                raise
+
+    return atomic_write(path, write)
 
 
 def save_figure(path: str | Path, fig: Any, **kwargs: Any) -> Path:

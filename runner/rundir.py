@@ -88,7 +88,8 @@ class Record:
             from hydra.core.hydra_config import HydraConfig
 
             node = HydraConfig.instance().cfg
-            if node is not None and "hydra" in node:
+            ours = os.path.abspath(str(cfg.run_dir)) == str(node.hydra.runtime.output_dir)
+            if ours:  # the Hydra job that made this run (not an earlier one in this process)
                 hydra = OmegaConf.to_yaml(node)
                 if recorded is None:
                     recorded = [str(o) for o in node.hydra.overrides.task]

@@ -126,10 +126,11 @@ def _finished(cfg: DictConfig, run: RunDir, plan: resume.ResumePlan | None) -> d
             )
         return None
     if changed:
+        more = "raise trainer.max_epochs to train on, or " if status == rundir.COMPLETED else ""
         raise RunDirError(
             f"{run.path} already finished ({status}, {summary.get('epochs_run')} epochs): "
-            f"nothing is left to train with the changed {', '.join(changed)}. Raise "
-            "trainer.max_epochs to train on, or start a new run in another hydra.run.dir"
+            f"nothing is left to train with the changed {', '.join(changed)}; {more}start a "
+            "new run in another hydra.run.dir"
         )
     log.info("run in %s already finished (%s): skipping", run.path, status)
     return summary
