@@ -135,7 +135,10 @@ class RunLogHandler(logging.FileHandler):
             if len(self._held) < self.HOLD_LIMIT:
                 self._held.append(record)
             return
-        super().emit(record)
+        try:
+            super().emit(record)
+        except Exception:  # opening the file (delayed) failed: read-only, removed folder
+            self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
         if not self._complained:
@@ -150,7 +153,7 @@ class RunLogHandler(logging.FileHandler):
     def _release(self) -> None:
         held, self._held = self._held or [], None
         for record in held:
-            super().emit(record)
+            self.emit(record)
 
     def _drop(self) -> None:
         self._held, self._dropped = [], True
@@ -314,7 +317,8 @@ class RunDir:
                 )
             yield self
         finally:
-            self._release_reserve()
+            if getattr(self, "_started", False):  # a killed run's reserve is not ours
+                self._release_reserve()
             lock.release()
 
     def start(self, record: Record | None = None) -> None:
