@@ -76,9 +76,8 @@ def train(
         cfg.run_dir = str(target)
     if not composed:
         return {**train_cfg(cfg), "run_dir": str(target)}
-    _write_hydra_record(target, cfg, list(overrides))
-    with _log_to(target / LOG):
-        summary = train_cfg(cfg)
+    with _log_to(target / LOG):  # held until the run starts (nothing if it is refused)
+        summary = train_cfg(cfg, overrides=list(overrides))
     return {**summary, "run_dir": str(target)}
 
 
@@ -106,16 +105,6 @@ def _unique(path: Path) -> Path:
     return candidate
 
 
-def _write_hydra_record(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
-    """``.hydra/config.yaml`` and ``overrides.yaml`` as the CLI leaves them."""
-    from runner import rundir
-    from runner.io import write_text
-
-    write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(cfg))
-    listed = OmegaConf.to_yaml(OmegaConf.create(overrides))
-    write_text(run_dir / rundir.OVERRIDES, listed)
-
-
 class _log_to:
     """Send INFO records of the ``runner`` loggers to a file (and the console) for one call."""
 
@@ -124,8 +113,9 @@ class _log_to:
         self.handlers: list[logging.Handler] = []
 
     def __enter__(self) -> _log_to:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(self.path)
+        from runner.rundir import RunLogHandler
+
+        file = RunLogHandler(str(self.path))
         file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
         self.handlers = [file]
         if not log.handlers and not logging.getLogger().handlers:
@@ -181,11 +171,17 @@ class Run:
 
     @cached_property
     def config(self) -> DictConfig:
-        """The run config as plain data (``.hydra/config.yaml``, else the checkpoint's)."""
-        from runner.checkpoint import stored_config
+        """The run config as plain data (``.hydra/config.yaml``, else the checkpoint's),
+        checked like every stored config: one naming anything but registry entries and
+        torch optimizer/scheduler classes is refused (:class:`runner.errors.CheckpointError`)."""
+        from runner.checkpoint import check_stored_config, stored_config
+        from runner.rundir import CONFIG
 
         stored = self.run.config()
-        return stored if stored is not None else OmegaConf.create(stored_config(self.checkpoint()))
+        if stored is None:
+            return OmegaConf.create(stored_config(self.checkpoint(), self.path))
+        check_stored_config(OmegaConf.to_container(stored, resolve=False), self.path / CONFIG)
+        return stored
 
     @property
     def report(self) -> str:

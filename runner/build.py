@@ -4,7 +4,9 @@
 EMA, loss, scaler, loaders and callbacks — and hands them to the loop
 (:class:`runner.engine.Loop`), which never reads the config. Models and datasets come
 from their registries (:mod:`runner.zoo`, :mod:`runner.data.registry`); optimizers and
-schedulers are the torch classes their groups name (``_partial_`` targets).
+schedulers are the torch classes their groups name (``_target_``), checked to be such
+classes before they are called (:func:`runner.registry.resolve_class`); nothing is built
+with ``hydra.utils.instantiate``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner.callbacks import Callback, Checkpointing, EarlyStopping, MetricsCSV
@@ -215,7 +216,13 @@ def class_weights(setting: Any, data: DataBundle) -> torch.Tensor | None:
     if len(weights) != data.num_classes:
         raise ConfigError(
             f"trainer.class_weights lists {len(weights)} weights but the dataset has "
-            f"{data.num_classes} classes"
+            f"{data.num_classes} classes ({', '.join(data.classes)}): list one per class"
+        )
+    present = torch.bincount(data.train.y, minlength=data.num_classes) > 0
+    if not bool((weights[present] > 0).any()):
+        raise ConfigError(
+            f"trainer.class_weights={list(setting)} gives weight 0 to every class in the "
+            "training split: the loss would be undefined; give some class a weight > 0"
         )
     return weights
 
@@ -251,9 +258,31 @@ def set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | N
             module.eps = float(eps)
 
 
+def optimizer_class(target: str) -> type:
+    """The torch optimizer class ``optimizer._target_`` names (anything else is refused)."""
+    from runner.registry import resolve_class
+
+    return resolve_class(target, torch.optim.Optimizer, "torch optimizer", "optimizer._target_")
+
+
+def scheduler_class(target: str) -> type:
+    """The torch lr scheduler class ``scheduler._target_`` names (anything else is refused)."""
+    from runner.registry import resolve_class
+
+    bases = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    return resolve_class(target, bases, "torch lr scheduler", "scheduler._target_")
+
+
+def _kwargs(node: DictConfig) -> dict[str, Any]:
+    """A group's keyword arguments for its torch class: plain values, ``_target_`` and
+    ``_partial_`` dropped."""
+    values = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return {k: v for k, v in values.items() if k not in ("_target_", "_partial_")}
+
+
 def check_fused(target: str) -> None:
     """Raise :class:`ConfigError` if the optimizer class ``target`` has no fused kernel."""
-    if "fused" not in inspect.signature(get_class(target)).parameters:
+    if "fused" not in inspect.signature(optimizer_class(target)).parameters:
         raise ConfigError(
             f"trainer.optimizer_impl=fused is invalid: {target} has no fused kernel in "
             f"torch {torch.__version__}; use auto, foreach or for_loop"
@@ -273,8 +302,8 @@ def build_optimizer(
     13 to 6 ms and Adam's from 24 to 8 ms (benchmarks/README.md).
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    factory = instantiate(opt_cfg, _convert_="all")
-    accepted = inspect.signature(factory.func).parameters
+    cls = optimizer_class(opt_cfg._target_)
+    accepted = inspect.signature(cls).parameters
     kwargs: dict[str, Any] = {}
     if impl == "auto":
         devices = {p.device.type for p in params}
@@ -292,7 +321,7 @@ def build_optimizer(
         opt_cfg.lr,
         "fused" if kwargs.get("fused") else impl,
     )
-    return factory(params, **kwargs)
+    return cls(params, **_kwargs(opt_cfg), **kwargs)
 
 
 def build_scheduler(
@@ -302,7 +331,8 @@ def build_scheduler(
     if sched_cfg._target_ is None:
         log.info("scheduler: none (constant lr)")
         return None
-    node = OmegaConf.to_container(sched_cfg, resolve=True, enum_to_str=True)
+    cls = scheduler_class(sched_cfg._target_)
+    node = _kwargs(sched_cfg)
     for key in SCHEDULER_RUNNER_KEYS:
         node.pop(key, None)
     lr = optimizer.param_groups[0]["lr"]
@@ -320,7 +350,7 @@ def build_scheduler(
 
         node["mode"] = resolve_mode(str(sched_cfg.monitor), str(sched_cfg.mode))
     log.info("scheduler: %s (every %s)", sched_cfg._target_, sched_cfg.interval)
-    return instantiate(node)(optimizer)
+    return cls(optimizer, **node)
 
 
 class Warmup:

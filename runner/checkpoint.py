@@ -250,28 +250,105 @@ class Preprocessing:
 
 
 # ------------------------------------------------------------------ rebuilding
-def stored_config(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's run config as plain data, with the first runner's class names
-    mapped to registry entries (any other ``_target_`` of a model or dataset is refused
-    when it is rebuilt)."""
-    config = dict(ckpt.get(CONFIG) or {})
+def stored_config(ckpt: dict[str, Any], source: str | Path = "the checkpoint") -> dict[str, Any]:
+    """The checkpoint's run config as plain data, checked (:func:`check_stored_config`), with
+    the first runner's class names mapped to registry entries."""
+    config = ckpt.get(CONFIG) or {}
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{source}: its stored config is not a mapping; refusing it")
+    return check_stored_config(config, source)
+
+
+def check_stored_config(config: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """Refuse a stored config (a checkpoint's or ``.hydra/config.yaml``) that names anything
+    but registry entries and torch's optimizer and scheduler classes; return it with the
+    first runner's model/dataset class names mapped to their registry entries.
+
+    Nothing in it is imported or called: a model is rebuilt from ``model.family`` and a
+    dataset from ``dataset.format`` through their registries, with schema-checked plain
+    values; ``optimizer._target_`` / ``scheduler._target_`` must name classes of the
+    (already loaded) torch modules. Anything else is a :class:`CheckpointError`.
+    """
+    config = dict(config)
     for group, legacy, key in (
         ("model", LEGACY_MODEL_TARGETS, "family"),
         ("dataset", LEGACY_DATASET_TARGETS, "format"),
     ):
         node = config.get(group)
-        if isinstance(node, dict) and "_target_" in node and key not in node:
+        if isinstance(node, dict) and "_target_" in node:
+            target = str(node["_target_"])
+            if key in node or target not in legacy:
+                raise _unsafe(source, f"{group}._target_", target)
             node = {k: v for k, v in node.items() if k != "_target_"}
-            node[key] = legacy.get(str(ckpt[CONFIG][group]["_target_"]), "<unregistered>")
+            node[key] = legacy[target]
             config[group] = node
+    _check_registered(config, source)
+    for path, value in _targets(config, ""):
+        if path == "optimizer._target_":
+            _check_torch_class(source, path, value, torch.optim.Optimizer, "torch optimizer")
+        elif path == "scheduler._target_" and value is not None:
+            schedulers = torch.optim.lr_scheduler
+            bases = (schedulers.LRScheduler, schedulers.ReduceLROnPlateau)
+            _check_torch_class(source, path, value, bases, "torch lr scheduler")
+        elif path != "scheduler._target_":
+            raise _unsafe(source, path, value)
     return config
+
+
+def _check_registered(config: dict[str, Any], source: Any) -> None:
+    """``model.family`` and ``dataset.format`` must name registry entries."""
+    from runner.data.registry import DATASETS
+    from runner.zoo import MODELS
+
+    for group, key, registry in (("model", "family", MODELS), ("dataset", "format", DATASETS)):
+        node = config.get(group)
+        name = node.get(key) if isinstance(node, dict) else None
+        if name is not None and (not isinstance(name, str) or name not in registry):
+            raise CheckpointError(
+                f"{source}: its stored config names {registry.unknown(name)}; refusing "
+                "to open it (a stored config may only name registry entries)"
+            )
+
+
+def _targets(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    """Every ``_target_`` key below ``node`` (dotted path, value)."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if key == "_target_":
+                found.append((path, value))
+            found += _targets(value, path + ".")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _targets(value, f"{prefix}{i}.")
+    return found
+
+
+def _check_torch_class(source: Any, path: str, value: Any, base: Any, what: str) -> None:
+    from runner.errors import ConfigError
+    from runner.registry import resolve_class
+
+    try:
+        resolve_class(value, base, what, path, load=False)
+    except ConfigError:
+        raise _unsafe(source, path, value) from None
+
+
+def _unsafe(source: Any, path: str, value: Any) -> CheckpointError:
+    return CheckpointError(
+        f"{source}: its stored config sets {path}={value!r}, which is not a registered model "
+        "family, dataset format or torch optimizer/scheduler class; refusing to open it "
+        "(a stored config may only name registry entries, and nothing it names is ever "
+        "imported or called). Was the run written by another program, or edited?"
+    )
 
 
 def rebuild_model(ckpt: dict[str, Any], path: str | Path) -> torch.nn.Module:
     """The checkpoint's model with its weights, in eval mode, on the CPU."""
     from runner import zoo
 
-    model_cfg = stored_config(ckpt).get("model")
+    model_cfg = stored_config(ckpt, path).get("model")
     if not isinstance(model_cfg, dict):
         raise CheckpointError(f"{path} holds no model config")
     model = zoo.build_model(model_cfg, Preprocessing.from_checkpoint(ckpt).model_kwargs)

@@ -1,8 +1,15 @@
-"""The ``runner`` command: Hydra wiring only; the work is :func:`runner.train.train`."""
+"""The ``runner`` command: Hydra wiring only; the work is :func:`runner.train.train`.
+
+Exit codes (README "What happens when…"): 0 the run finished (completed or early-stopped,
+or it had already finished); 1 an unexpected error (a bug; the traceback is in the run's
+runner.log), or a sweep with failed jobs; 2 refused: a bad config, data, checkpoint or
+run directory (busy, holding another run, read-only, disk full) — nothing of an earlier
+run is changed; 3 the run diverged (its result is recorded, status ``diverged``); 4 it
+was interrupted by a signal (status ``interrupted``; resume with ``trainer.resume=true``).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -21,6 +28,11 @@ log = logging.getLogger("runner")
 
 # Jobs of this process's multirun that failed (the sweep callback counts all launchers').
 _FAILED_JOBS = 0
+EXIT_OK, EXIT_BUG, EXIT_REFUSED, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+STATUS_EXIT = {"diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}
+# Set by main() while it owns error reporting (it sets HYDRA_FULL_ERROR so that Hydra's
+# own errors reach it instead of being printed as a stack trace).
+_OWN_ERRORS = "RUNNER_OWN_ERRORS"
 
 
 def conf_dir() -> str:
@@ -79,6 +91,11 @@ def run_job(cfg: DictConfig) -> float | None:
         hint = "set HYDRA_FULL_ERROR=1 for the traceback here; it is also in the run's runner.log"
         return _fail(cfg, err, f"runner: training failed: {type(err).__name__}: {err}\n({hint})")
     _check_optuna_direction(summary)
+    code = STATUS_EXIT.get(str(summary.get("status")), EXIT_OK)
+    if code and not _is_multirun():  # a sweep keeps a diverged job as one of its rows
+        reason = summary.get("stop_reason") or summary.get("status")
+        print(f"runner: {summary.get('status')}: {reason}", file=sys.stderr)
+        raise SystemExit(code)
     return _monitored(summary)
 
 
@@ -140,19 +157,20 @@ def _monitored(summary: dict[str, Any]) -> float | None:
 
 
 def _fail(cfg: DictConfig, err: BaseException, message: str) -> None:
-    """Report a failed job: a run that had started is already marked failed by train(); a
-    job refused before it started is recorded only in a fresh directory."""
-    from runner.rundir import RunDir
-
-    with contextlib.suppress(Exception):  # run_dir unresolvable without Hydra: nothing to do
-        RunDir(cfg.run_dir).refused(err)
-    if os.environ.get("HYDRA_FULL_ERROR") == "1" and not isinstance(err, RunnerError):
+    """Report a failed job (train() has recorded it: ``failed`` for a run that had
+    started, a refusal only in a fresh directory) and exit, or let a sweep go on."""
+    if _full_error() and not isinstance(err, RunnerError):
         raise err
     print(message, file=sys.stderr)
     if _is_multirun():  # record it and let the sweep go on; main() exits non-zero at the end
         _count_failed_job()
         return None
-    raise SystemExit(2 if isinstance(err, RunnerError) else 1)
+    raise SystemExit(EXIT_REFUSED if isinstance(err, RunnerError) else EXIT_BUG)
+
+
+def _full_error() -> bool:
+    """The user asked for full tracebacks (HYDRA_FULL_ERROR=1 set by them, not by main())."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(_OWN_ERRORS) != "1"
 
 
 def _count_failed_job() -> None:
@@ -169,18 +187,71 @@ def main() -> None:
     """Console-script entry point. A multirun exits 1 when any of its jobs failed."""
     from runner.sweep import callback
 
+    global _FAILED_JOBS
     if {"--help", "-h"} & set(sys.argv[1:]):
         _print_help()
         return
+    _FAILED_JOBS = 0
+    saved = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", _OWN_ERRORS)}
+    if saved["HYDRA_FULL_ERROR"] != "1":  # Hydra's errors come here, not as stack traces
+        os.environ.update({"HYDRA_FULL_ERROR": "1", _OWN_ERRORS: "1"})
     try:
         _hydra_main()
     except SystemExit:
         callback.summarise_unfinished()  # a sweeper that gave up: summarise what ran
         raise
+    except Exception as err:  # composing the config or making the run directory failed
+        if _full_error():
+            raise
+        callback.summarise_unfinished()
+        print(f"runner: error: {_startup_error(err)}", file=sys.stderr)
+        raise SystemExit(EXIT_REFUSED if _is_input_error(err) else EXIT_BUG) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     failed, where = _failed_sweep_jobs()
     if failed:
         print(f"runner: {failed} sweep job(s) failed; see {where}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(EXIT_BUG)
+
+
+def _is_input_error(err: BaseException) -> bool:
+    """An error in what the user gave (config files, overrides, paths), not a bug."""
+    import yaml
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(err, (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError))
+
+
+def _startup_error(err: BaseException) -> str:
+    """One line (or a few) for an error raised before a job runs: a YAML syntax error with
+    its file and line, a file-system error with its path, Hydra's own message."""
+    import yaml
+    from hydra.errors import CompactHydraException
+
+    cause = err.__cause__ or err.__context__
+    if isinstance(cause, yaml.YAMLError) and not isinstance(err, yaml.YAMLError):
+        err = cause
+    if isinstance(err, yaml.YAMLError):
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        return f"YAML syntax error in {where}: {detail}; fix the file"
+    if isinstance(err, OSError) and err.filename:
+        return (
+            f"cannot create or write {err.filename}: {err.strerror}; choose another "
+            "hydra.run.dir (or hydra.sweep.dir) where a directory can be made"
+        )
+    text = str(err)
+    if isinstance(err, CompactHydraException) and cause is not None and str(cause) not in text:
+        text += f"\n{cause}"
+    return text or type(err).__name__
 
 
 def _print_help() -> None:
@@ -202,7 +273,7 @@ def _failed_sweep_jobs() -> tuple[int, str]:
     from runner.sweep import callback
 
     sweep = callback.LAST_SWEEP
-    if sweep is not None:
+    if sweep is not None and len(sweep["failed"]) >= _FAILED_JOBS:
         where = ", ".join(f"job {j}" for j in sweep["failed"])
         return len(sweep["failed"]), f"{where} in {sweep['dir'] / 'summary.md'}"
     return _FAILED_JOBS, "the messages above"

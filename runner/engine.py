@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class Diverged(Exception):
-    """The training loss became NaN or infinite."""
+    """The training loss (or, after an epoch, the validation loss) became NaN or infinite."""
 
-    def __init__(self, epoch: int, step: int) -> None:
-        super().__init__(f"loss became NaN/inf at epoch {epoch}, step {step}")
+    def __init__(self, epoch: int, step: int, what: str = "loss") -> None:
+        super().__init__(f"{what} became NaN/inf at epoch {epoch}, step {step}")
         self.epoch, self.step = epoch, step
 
 
@@ -85,6 +85,9 @@ class Loop:
             return None
         train_time = time.perf_counter() - started
         val = self.evaluate(self.val_loader) if len(self.val_loader.y) else {}
+        if self.settings.divergence_check and val and not math.isfinite(val["loss"]):
+            # finite training losses, but the weights the step left are not finite
+            raise Diverged(epoch, self.state.global_step, "the validation loss")
         self.state.train_seconds += train_time
         self.state.train_images += train["images"]
         return {

@@ -15,3 +15,8 @@ class DataError(RunnerError):
 
 class CheckpointError(RunnerError):
     """A checkpoint cannot be read or does not fit the configured model."""
+
+
+class RunDirError(RunnerError):
+    """The run directory cannot take this run: it is busy, holds another run, or cannot
+    be written (a file in the way, read-only, disk full)."""

@@ -53,9 +53,10 @@ def check_inputs(ckpt: dict[str, Any], pre: Preprocessing, samples: int) -> tupl
     Returns the uint8 images / int64 token ids and where they came from. Falls back to
     random inputs (with a warning) when the dataset cannot be rebuilt here.
     """
-    from runner.data.registry import build_data
+    from runner.data.registry import build_data, dataset_params
 
-    config = stored_config(ckpt)
+    config = stored_config(ckpt, ckpt.get("_path", "the checkpoint"))
+    dataset_params(config["dataset"])  # a format the registry lacks is refused, not guessed
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the run already reported its data warnings
@@ -200,7 +201,7 @@ def export_run(
     run_path = Path(run)
     default_dir = (run_path if run_path.is_dir() else run_path.parent) / "export"
     out = Path(out) if out else default_dir / FORMATS[fmt]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
     raw, source = check_inputs(ckpt, pre, samples)
     inputs = model_inputs(raw, pre)
     meta = {
@@ -208,7 +209,7 @@ def export_run(
         "format": fmt,
         "input_name": "input",
         "output_name": "logits (apply softmax for probabilities)",
-        "model": stored_config(ckpt)["model"],
+        "model": stored_config(ckpt, ckpt["_path"])["model"],
         "checkpoint": ckpt["_path"],
         "epoch": ckpt.get("epoch"),
         "torch_version": torch.__version__,
@@ -224,6 +225,26 @@ def export_run(
     check = {"format": fmt, "model_file": str(out), "inputs": source, **result}
     Path(f"{out}.check.json").write_text(json.dumps(check, indent=2) + "\n")
     return check
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before any work (torch's own writers
+    fail with unclear errors there)."""
+    import tempfile
+
+    from runner.errors import RunDirError
+
+    try:
+        if out.is_dir():
+            raise IsADirectoryError(21, "is a directory", str(out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as err:
+        where = err.filename or out.parent
+        raise RunDirError(
+            f"cannot write {where}: {err.strerror or err}; choose a writable --out"
+        ) from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -259,6 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except RunnerError as err:
         print(f"runner-export: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the export files themselves (disk full, permissions)
+        print(
+            f"runner-export: error: cannot write {err.filename or args.out}: {err.strerror or err}",
+            file=sys.stderr,
+        )
         return 2
     verdict = "passed" if check["passed"] else "FAILED"
     print(

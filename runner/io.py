@@ -1,5 +1,6 @@
 """Atomic file writes: a reader (or a killed run) sees the old file or the new one, never a
-torn one."""
+torn one; a write that fails (disk full) leaves the old file and no temporary one. Files
+get the permissions of an ordinary ``open()`` (``0o666`` minus the umask)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files
+    finally:
+        os.close(fd)
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -24,6 +28,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -68,7 +86,18 @@ def _csv_value(value: Any) -> Any:
 def save_torch(path: str | Path, obj: Any) -> Path:
     import torch
 
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    def write(tmp: Path) -> None:
+        # through a Python file: a full disk then surfaces as OSError (ENOSPC), which
+        # torch's own writer would turn into an opaque RuntimeError
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(obj, f)
+            except RuntimeError as err:
+                if isinstance(err.__context__, OSError):
+                    raise err.__context__ from None
+                raise
+
+    return atomic_write(path, write)
 
 
 def save_figure(path: str | Path, fig: Any, **kwargs: Any) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -69,3 +70,35 @@ def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
         return target
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+def resolve_class(
+    target: Any, base: type | tuple[type, ...], what: str, key: str, *, load: bool = True
+) -> type:
+    """The class named ``target`` (``"package.module.Class"``), which must subclass ``base``.
+
+    Nothing is called: a name that is not such a class (``os.system``,
+    ``builtins.open``...) is a :class:`ConfigError` naming ``key``. ``load=False`` (names
+    read from disk) imports nothing: the module must already be loaded (torch's are).
+    """
+    module_name, _, name = str(target).rpartition(".")
+    module = sys.modules.get(module_name) if module_name else None
+    if module is None and load and module_name:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ConfigError(f"{key}={target!r}: cannot import {module_name} ({err})") from None
+    found = getattr(module, name, None) if module is not None else None
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ConfigError(
+            f"{key}={target!r} is not a {what} class; name one such as "
+            f"{_example(base)} (nothing else is ever called from a config)"
+        )
+    return found
+
+
+def _example(base: type | tuple[type, ...]) -> str:
+    first = base[0] if isinstance(base, tuple) else base
+    return {"Optimizer": "torch.optim.SGD", "LRScheduler": "torch.optim.lr_scheduler.StepLR"}.get(
+        first.__name__, f"a subclass of {first.__module__}.{first.__name__}"
+    )

@@ -1,4 +1,4 @@
-"""The run directory: its file names, reading any run, and its status transitions.
+"""The run directory: its file names, reading any run, its lock and its status transitions.
 
 Every module that writes or reads a run directory goes through :class:`RunDir` — train,
 the Python API, sweeps, ``runner-report``, predict, export and verify — so a file name,
@@ -7,14 +7,32 @@ a status and the rule of which status may replace which are defined here only::
     <run>/.hydra/config.yaml   the composed config      <run>/summary.json  status, figures
     <run>/metrics.csv          one row per epoch        <run>/report.md     the human report
     <run>/checkpoints/         best.pt, last.pt         <run>/runner.log    the log
+    <run>/.lock                held by the job that writes the directory
+
+The life of a run: :meth:`RunDir.claim` takes the lock (a second job into a busy
+directory fails at once) and refuses a directory that holds another run unless it is
+resumed; everything that can refuse the job (config, data, checkpoint) runs before
+:meth:`RunDir.start`, which is the first write. Only a started run can be marked
+``failed``; a job refused before it started leaves an existing run byte-identical
+(:meth:`RunDir.refused` writes only into a fresh directory). The run's ``runner.log``
+(:class:`RunLogHandler`) holds its records in memory until then for the same reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import os
+import sys
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from runner.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +42,11 @@ REPORT = "report.md"
 CURVES = "curves.png"
 LOG = "runner.log"
 CONFIG = ".hydra/config.yaml"
+HYDRA = ".hydra/hydra.yaml"
 OVERRIDES = ".hydra/overrides.yaml"
+LOCK = ".lock"
+RESERVE = ".reserve"  # space kept for the final summary.json when the disk fills up
+RESERVE_BYTES = 256 * 1024
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
 EVAL = "eval"
@@ -42,6 +64,120 @@ FINISHED = (COMPLETED, EARLY_STOPPED)  # ran to its end
 RESULTS = (*FINISHED, DIVERGED)  # a result (diverged is a finding, not an error)
 # files whose presence makes a folder a run directory
 MARKERS = (SUMMARY, METRICS, CONFIG)
+# errors of the file system that a user fixes (space, permissions), not bugs
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+@dataclass
+class Record:
+    """How the run was asked for, kept in ``.hydra/``: the composed config (YAML), Hydra's
+    own settings (YAML, ``None`` outside a Hydra app) and the command-line overrides."""
+
+    config: str
+    overrides: list[str] = field(default_factory=list)
+    hydra: str | None = None
+
+    @classmethod
+    def of(cls, cfg: Any, overrides: list[str] | None = None) -> Record:
+        """The record of ``cfg`` (without its ``hydra`` node); inside a Hydra app Hydra's
+        settings and recorded overrides, else ``overrides``."""
+        from omegaconf import OmegaConf
+
+        hydra, recorded = None, overrides
+        with contextlib.suppress(Exception):  # not inside a Hydra app
+            from hydra.core.hydra_config import HydraConfig
+
+            node = HydraConfig.instance().cfg
+            ours = os.path.abspath(str(cfg.run_dir)) == str(node.hydra.runtime.output_dir)
+            if ours:  # the Hydra job that made this run (not an earlier one in this process)
+                hydra = OmegaConf.to_yaml(node)
+                if recorded is None:
+                    recorded = [str(o) for o in node.hydra.overrides.task]
+        return cls(OmegaConf.to_yaml(cfg), list(recorded or []), hydra)
+
+    def write(self, run: RunDir) -> None:
+        from runner.io import write_text
+
+        write_text(run / CONFIG, self.config)
+        listed = "".join(f"- {_yaml_scalar(o)}\n" for o in self.overrides) or "[]\n"
+        write_text(run / OVERRIDES, listed)
+        if self.hydra is not None:
+            write_text(run / HYDRA, self.hydra)
+
+
+def _yaml_scalar(text: str) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create({"v": text})).split(":", 1)[1].strip()
+
+
+class RunLogHandler(logging.FileHandler):
+    """The run's ``runner.log``: a file handler that keeps its records in memory until the
+    job claims the directory (:meth:`RunDir.start`, or :meth:`RunDir.refused` for a fresh
+    one), so a job refused before it starts adds nothing to an earlier run's log. A write
+    error (disk full) is reported once in one line, never as a logging traceback.
+    """
+
+    _live: weakref.WeakSet[RunLogHandler] = weakref.WeakSet()
+    HOLD_LIMIT = 10_000  # records kept before the run starts
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str = "utf-8", **_: Any):
+        super().__init__(filename, mode, encoding=encoding, delay=True)
+        self._held: list[logging.LogRecord] | None = []  # None once open
+        self._dropped = False
+        self._complained = False
+        RunLogHandler._live.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._dropped:
+            return
+        if self._held is not None:
+            if len(self._held) < self.HOLD_LIMIT:
+                self._held.append(record)
+            return
+        try:
+            super().emit(record)
+        except Exception:  # opening the file (delayed) failed: read-only, removed folder
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._complained:
+            self._complained = True
+            err = sys.exc_info()[1]
+            sys.stderr.write(f"runner: cannot write {self.baseFilename} ({err}); log lines lost\n")
+
+    def close(self) -> None:
+        self._held = None if self._held is None else []
+        super().close()
+
+    def _release(self) -> None:
+        held, self._held = self._held or [], None
+        for record in held:
+            self.emit(record)
+
+    def _drop(self) -> None:
+        self._held, self._dropped = [], True
+
+    @classmethod
+    def _of(cls, folder: Path) -> list[RunLogHandler]:
+        target = os.path.abspath(folder)
+        return [h for h in list(cls._live) if os.path.dirname(h.baseFilename) == target]
+
+    @classmethod
+    def open_held(cls, folder: Path) -> None:
+        """Write the held records of ``folder``'s log and log directly from now on."""
+        for handler in cls._of(folder):
+            handler.acquire()
+            try:
+                handler._release()
+            finally:
+                handler.release()
+
+    @classmethod
+    def drop_held(cls, folder: Path) -> None:
+        """Forget the held records of ``folder``'s log and keep out any later ones."""
+        for handler in cls._of(folder):
+            handler._drop()
 
 
 class RunDir:
@@ -139,44 +275,156 @@ class RunDir:
             return summary
         return None
 
+    def holds_run(self) -> bool:
+        """A run was started here (not only a job refused before it started)."""
+        if not self.is_run():
+            return False
+        summary = self.summary()
+        return not (summary.get("status") == FAILED and summary.get("refused"))
+
     # ------------------------------------------------------------------ writing
-    def start(self) -> None:
-        """Mark the run as running (the only way a run directory gets a summary first)."""
+    @contextlib.contextmanager
+    def claim(self, resume: bool) -> Iterator[RunDir]:
+        """Hold the directory for one job (its lock, ``.lock``, until the block ends).
+
+        Raises :class:`RunDirError` — before anything is written — when the path is a
+        file or cannot be created, another process holds the lock, or the directory
+        already holds a run and ``resume`` is false (a new run never replaces another).
+        """
+        from filelock import FileLock, Timeout
+
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(
+                f"the run directory {self.path} is a file; choose another hydra.run.dir"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.path / LOCK), timeout=0)
+            lock.acquire()
+        except Timeout:
+            raise RunDirError(
+                f"{self.path} is in use by another runner job (it holds {self.path / LOCK}); "
+                "wait for it to end, or choose another hydra.run.dir"
+            ) from None
+        except OSError as err:
+            raise write_error(err, self.path) from None
+        try:
+            if not resume and self.holds_run():
+                raise RunDirError(
+                    f"{self.path} already holds a run (status {self.status}); a new run never "
+                    "overwrites it: add trainer.resume=true to continue that run, or choose "
+                    "another hydra.run.dir"
+                )
+            yield self
+        finally:
+            if getattr(self, "_started", False):  # a killed run's reserve is not ours
+                self._release_reserve()
+            lock.release()
+
+    def start(self, record: Record | None = None) -> None:
+        """Mark the run as running — the first write of a job; ``record`` goes to ``.hydra/``.
+
+        Opens the run's held log (:class:`RunLogHandler`) and keeps a little space aside
+        (``.reserve``) so that a disk that fills up later can still be recorded as
+        ``failed`` (:meth:`fail`).
+        """
         from runner.io import write_json
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.summary_path, {"status": RUNNING})
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            RunLogHandler.open_held(self.path)
+            if record is not None:
+                record.write(self)
+            write_json(self.summary_path, {"status": RUNNING})
+        except OSError as err:
+            raise write_error(err, self.path) from None
+        self._started = True
+        try:
+            (self.path / RESERVE).write_bytes(bytes(RESERVE_BYTES))
+        except OSError:  # already too full for it: go on without
+            self._release_reserve()
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Write the finished run's summary (its ``status`` one of the end states)."""
         from runner.io import write_json
 
         write_json(self.summary_path, summary)
+        self._release_reserve()
 
     def fail(self, error: BaseException) -> None:
-        """Record that the run (which :meth:`start` began) failed with ``error``."""
+        """Record that the run (which :meth:`start` began) failed with ``error``; a job that
+        never started writes nothing here. On a full disk the space :meth:`start` kept
+        aside is given back first, so the status is still written (atomically)."""
         from runner.io import write_json
 
-        write_json(
-            self.summary_path,
-            {"status": FAILED, "error": f"{type(error).__name__}: {error}", "diagnoses": []},
-        )
+        if not getattr(self, "_started", False):
+            return
+        summary = {"status": FAILED, "error": _describe(error), "diagnoses": []}
+        try:
+            write_json(self.summary_path, summary)
+        except OSError:
+            self._release_reserve()
+            with contextlib.suppress(OSError):
+                write_json(self.summary_path, summary)
 
-    def refused(self, error: BaseException) -> None:
+    def refused(self, error: BaseException, record: Record | None = None) -> None:
         """Record that a job was refused before it started (a sweep lists it as failed) —
-        only in a fresh directory: an earlier result is never overwritten."""
+        only in a fresh directory that no other job holds: an earlier run is never
+        touched, not even its log, and a busy directory is left to its job."""
         from runner.io import write_json
 
-        if self.path.is_dir() and not self.summary_path.exists():
-            write_json(
-                self.summary_path,
-                {"status": FAILED, "error": f"{type(error).__name__}: {error}", "diagnoses": []},
-            )
+        if getattr(self, "_started", False) or not self.path.is_dir():
+            return
+        lock = _try_lock(self.path / LOCK)
+        if lock is None or self.holds_run():
+            RunLogHandler.drop_held(self.path)
+        else:
+            with contextlib.suppress(OSError):
+                RunLogHandler.open_held(self.path)
+                if record is not None and not (self.path / CONFIG).exists():
+                    record.write(self)
+                summary = {"status": FAILED, "refused": True, "error": _describe(error)}
+                write_json(self.summary_path, {**summary, "diagnoses": []})
+        if lock is not None:
+            lock.release()
 
     def write_metrics(self, history: list[dict[str, float]]) -> None:
         from runner.io import write_rows
 
         write_rows(self.metrics_path, history)
+
+    def _release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.path / RESERVE).unlink(missing_ok=True)
+
+
+def _try_lock(path: Path) -> Any:
+    """The lock at ``path`` if nobody holds it (``None`` if busy or not creatable)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except (Timeout, OSError):
+        return None
+    return lock
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def write_error(err: OSError, where: Path) -> RunDirError:
+    """A file-system error (no space, read-only, no permission) as a one-line message."""
+    name = err.filename or where
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free some space, or choose another hydra.run.dir"
+    elif err.errno == errno.EEXIST or err.errno == errno.ENOTDIR:
+        fix = "a file is in the way; choose another hydra.run.dir"
+    else:
+        fix = "choose a writable hydra.run.dir"
+    return RunDirError(f"cannot write {name}: {reason}; {fix}")
 
 
 def find_runs(path: str | Path) -> list[RunDir]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,77 +10,169 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from runner import build, checkpoint, rundir
+from runner import build, checkpoint, resume, rundir
 from runner.callbacks import Callback, TestOutputs
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
-from runner.errors import CheckpointError
+from runner.errors import CheckpointError, DataError, RunDirError
 from runner.io import write_csv, write_json, write_rows, write_text
-from runner.rundir import RunDir
+from runner.rundir import Record, RunDir
 from runner.runtime import resolve_device, seed_everything, set_threads
 from runner.validate import validate
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train ``cfg``, evaluate the best weights on the test split, write the run directory.
 
-    Returns the summary (the contents of ``summary.json``). Nothing is written before the
-    config is valid; once the run has started, an error marks it ``failed`` (and is
-    raised again).
+    Returns the summary (the contents of ``summary.json``). Everything that can refuse
+    the job — the config, the run directory (busy, holding another run), the data, a
+    resume that does not fit — is checked before the first write; a refused job leaves an
+    existing run as it was (:class:`runner.rundir.RunDir`). Once the run has started, an
+    error marks it ``failed`` (and is raised again). ``overrides``: what to record in
+    ``.hydra/overrides.yaml`` outside a Hydra app.
     """
-    validate(cfg)
-    from runner.distributed import setup as setup_distributed
-
-    setup_distributed(cfg)  # no-op for one process; else joins the group, one run dir
-    run = RunDir(cfg.run_dir)
-    resume_from = resume_checkpoint(cfg, run)
-    if cfg.trainer.resume:
-        previous = run.finished_summary(int(cfg.trainer.max_epochs))
-        if previous is not None:
-            log.info("run in %s already finished (%s): skipping", run.path, previous["status"])
-            return previous
-    run.start()
+    record = Record.of(cfg, overrides)
+    run: RunDir | None = None
     try:
-        return _train(cfg, run, resume_from)
+        validate(cfg)
+        from runner.distributed import setup as setup_distributed
+
+        setup_distributed(cfg)  # no-op for one process; else joins the group, one run dir
+        run = RunDir(cfg.run_dir)
+        with run.claim(resume=_resuming(cfg)):
+            return _claimed(cfg, run, record)
     except BaseException as err:
-        run.fail(err)
+        if run is None:
+            with contextlib.suppress(Exception):
+                run = RunDir(cfg.run_dir)
+        if run is not None:
+            run.refused(err, record)  # only a fresh directory, only a job that never started
         raise
 
 
-def _train(cfg: DictConfig, run: RunDir, resume_from: Path | None) -> dict[str, Any]:
+def _claimed(cfg: DictConfig, run: RunDir, record: Record) -> dict[str, Any]:
+    """The run directory is this job's: prepare (may still refuse), start, train."""
+    resume_from = resume_checkpoint(cfg, run)
+    ckpt = checkpoint.load(resume_from) if resume_from is not None else None
+    plan = resume.plan(cfg, ckpt, resume_from) if ckpt is not None else None
+    if _resuming(cfg):
+        previous = _finished(cfg, run, plan)
+        if previous is not None:
+            return previous
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     threads = set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
-    log.info("device %s, %d CPU threads, run directory %s", device, threads, run.path)
     data = build.build_data(cfg)
-    _write_data_files(run, data)
+    _check_splits(cfg, data)
     model = build.build_model(cfg, data)
+    if ckpt is not None:
+        resume.check_data(ckpt, data, resume_from)
+        weights = ckpt.get(checkpoint.TRAIN_MODEL, ckpt[checkpoint.MODEL])
+        checkpoint.load_weights(model, weights, resume_from)  # refuses another model now
+    run.start(record)
+    try:
+        log.info("device %s, %d CPU threads, run directory %s", device, threads, run.path)
+        return _train(cfg, run, data, model, device, ckpt, plan)
+    except BaseException as err:
+        err = _as_write_error(err, run)
+        run.fail(err)
+        raise err from None
+
+
+def _train(
+    cfg: DictConfig,
+    run: RunDir,
+    data: DataBundle,
+    model: torch.nn.Module,
+    device: torch.device,
+    ckpt: dict[str, Any] | None,
+    plan: resume.ResumePlan | None,
+) -> dict[str, Any]:
+    _write_data_files(run, data)
     params = sum(p.numel() for p in model.parameters())
     log.info("model has %s parameters", f"{params:,}")
     built = build.build_run(cfg, data, model, device, run, extra_callbacks(cfg, run, data))
-    if resume_from is not None:
-        checkpoint.restore(
-            built.loop, built.loop.callbacks, checkpoint.load(resume_from), resume_from
-        )
+    if ckpt is not None and plan is not None:
+        checkpoint.restore(built.loop, built.loop.callbacks, ckpt, plan.path)
+        plan.apply(built.loop)
     result = built.loop.fit()
-    return finish(cfg, run, built, data, result)
+    return finish(cfg, run, built, data, result, plan)
+
+
+def _resuming(cfg: DictConfig) -> bool:
+    return cfg.trainer.resume not in (False, None, "false", "")
+
+
+def _finished(cfg: DictConfig, run: RunDir, plan: resume.ResumePlan | None) -> dict | None:
+    """The summary of a resumed run that has nothing left to train (returned as it is),
+    ``None`` when training goes on; a change that could no longer apply is refused."""
+    summary = run.summary()
+    status = summary.get("status")
+    more_epochs = int(cfg.trainer.max_epochs) > int(summary.get("epochs_run", 0) or 0)
+    changed = sorted(plan.changes) if plan is not None else []
+    if status == rundir.DIVERGED and changed and plan is not None and plan.epoch > 0:
+        return None  # resumed from the last good epoch with other settings
+    done = status in (rundir.EARLY_STOPPED, rundir.DIVERGED) or (
+        status == rundir.COMPLETED and not more_epochs
+    )
+    if not done:
+        if status in rundir.RESULTS and plan is None:
+            raise RunDirError(
+                f"{run.path} holds a {status} run without {rundir.CHECKPOINTS}/last.pt "
+                "(trained with trainer.checkpointing=false?): it cannot be continued; choose "
+                "another hydra.run.dir for a new run"
+            )
+        return None
+    if changed:
+        more = "raise trainer.max_epochs to train on, or " if status == rundir.COMPLETED else ""
+        raise RunDirError(
+            f"{run.path} already finished ({status}, {summary.get('epochs_run')} epochs): "
+            f"nothing is left to train with the changed {', '.join(changed)}; {more}start a "
+            "new run in another hydra.run.dir"
+        )
+    log.info("run in %s already finished (%s): skipping", run.path, status)
+    return summary
+
+
+def _check_splits(cfg: DictConfig, data: DataBundle) -> None:
+    """A classifier needs two classes, and a run needs a validation split: the monitored
+    metric, the best epoch and early stopping all come from it."""
+    if data.num_classes < 2:
+        raise DataError(
+            f"dataset {data.name!r} has {data.num_classes} class(es) ({', '.join(data.classes)})"
+            ": a classifier needs at least 2 (with one, every prediction is trivially right)"
+        )
+    if not len(data.val):
+        raise DataError(
+            f"dataset {data.name!r} has no validation samples (dataset.val_fraction="
+            f"{cfg.dataset.val_fraction}), but trainer.monitor={cfg.trainer.monitor} and early "
+            "stopping need them: set dataset.val_fraction to e.g. 0.1"
+        )
+
+
+def _as_write_error(err: BaseException, run: RunDir) -> BaseException:
+    """A full or read-only disk as a one-line :class:`RunDirError` (the traceback of any
+    other error stays what it is)."""
+    if isinstance(err, OSError) and err.errno in rundir.WRITE_ERRNOS:
+        return rundir.write_error(err, run.path)
+    return err
 
 
 def resume_checkpoint(cfg: DictConfig, run: RunDir) -> Path | None:
     """The checkpoint ``trainer.resume`` points at: None (start afresh), the run's last
     checkpoint (true) or a file; a missing file named explicitly is an error."""
-    resume = cfg.trainer.resume
-    if resume in (False, None, "false", ""):
+    resume_setting = cfg.trainer.resume
+    if not _resuming(cfg):
         return None
-    path = run.checkpoint("last") if resume in (True, "true") else Path(resume)
+    path = run.checkpoint("last") if resume_setting in (True, "true") else Path(resume_setting)
     if path.exists():
         return path
-    if resume in (True, "true"):
+    if resume_setting in (True, "true"):
         log.info("trainer.resume=true but %s does not exist: starting afresh", path)
         return None
-    raise CheckpointError(f"trainer.resume={resume}: no such checkpoint file")
+    raise CheckpointError(f"trainer.resume={resume_setting}: no such checkpoint file")
 
 
 def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Callback]:
@@ -92,9 +185,15 @@ def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Call
 
 
 def finish(
-    cfg: DictConfig, run: RunDir, built: build.BuiltRun, data: DataBundle, result: Any
+    cfg: DictConfig,
+    run: RunDir,
+    built: build.BuiltRun,
+    data: DataBundle,
+    result: Any,
+    plan: resume.ResumePlan | None = None,
 ) -> dict:
-    """Test the best weights; write metrics, evaluation, figures, summary and report."""
+    """Test the best weights; write metrics, evaluation, figures, summary and report
+    (``plan``: what a resume changed, recorded in both)."""
     import pandas as pd
 
     from runner import plots, report
@@ -110,6 +209,9 @@ def finish(
         plots.plot_curves(history, best.best_epoch, run / rundir.CURVES, title)
     summary = build_summary(cfg, run, loop, best.best_epoch, result, data, history, test)
     sections: list[str] = []
+    if plan is not None:
+        summary["resumed"] = plan.describe()
+        sections.append(_resume_section(plan))
     for cb in loop.callbacks:  # diagnostics add their findings and report sections
         sections += cb.on_summary(loop, summary, test)
     table = test.evaluation.report if test is not None else None
@@ -128,6 +230,22 @@ def finish(
         run.path,
     )
     return summary
+
+
+def _resume_section(plan: resume.ResumePlan) -> str:
+    lines = ["## Resumed", "", f"From `{plan.path}` after epoch {plan.epoch}."]
+    if plan.changes:
+        lines += ["", "| key | checkpoint | this run |", "|---|---|---|"]
+        lines += [f"| {k} | {old} | {new} |" for k, (old, new) in plan.changes.items()]
+        if plan.rebuild_cosine is not None:
+            lines += [
+                "",
+                "The cosine schedule was rebuilt over the added epochs, starting at "
+                "the last epoch's lr (metrics.csv, column lr).",
+            ]
+    else:
+        lines += ["", "With the checkpoint's settings."]
+    return "\n".join(lines)
 
 
 def _load_best_weights(loop: Any, best: Any) -> None:
@@ -195,18 +313,22 @@ def build_summary(
         "device": str(loop.device),
         "precision": str(cfg.trainer.precision),
         "classes": list(data.classes),
-        "stop_reason": _stop_reason(result, state.epoch, bool(cfg.trainer.checkpointing)),
+        "stop_reason": _stop_reason(result, state.epoch, run.checkpoint("last").exists()),
         "diagnoses": [],
     }
 
 
-def _stop_reason(result: Any, epoch: int, saved: bool) -> str | None:
+def _stop_reason(result: Any, epoch: int, last_saved: bool) -> str | None:
     if result.status == "diverged":
-        where = (
-            f"The last good weights are in checkpoints/last.pt (epoch {epoch})."
-            if saved and epoch
-            else "No epoch finished, so no weights were kept."
-        )
+        if not epoch:
+            where = "No epoch finished, so no weights were kept and nothing was tested."
+        elif last_saved:
+            where = (
+                f"The last good weights (epoch {epoch}) are in checkpoints/last.pt; the test "
+                "used the best epoch's."
+            )
+        else:
+            where = "The best good epoch's weights were tested (no checkpoint files were saved)."
         return (
             f"{result.reason}. {where} Try a lower optimizer.lr (e.g. ÷10), "
             "trainer.grad_clip=1.0, a warm-up (scheduler.warmup_epochs=1) or trainer.precision=32."

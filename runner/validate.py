@@ -8,6 +8,7 @@ every refusal names the key, the value and the rule.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,7 +24,9 @@ def _check(ok: bool, key: str, value: object, rule: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the first out-of-range value and the fix."""
     _reject_added_keys(cfg, "")
+    _reject_non_finite(cfg, "")
     _validate_trainer(cfg.trainer)
+    _validate_classes(cfg)
     if str(cfg.trainer.optimizer_impl) == "fused":
         from runner.build import check_fused
 
@@ -59,6 +62,12 @@ def _validate_trainer(t: DictConfig) -> None:
     )
     for key in ("limit_train_batches", "limit_eval_batches", "num_threads"):
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0 (0 = all / auto)")
+    _check(
+        0 <= t.seed < 2**32,
+        "trainer.seed",
+        t.seed,
+        "must be in [0, 2**32 - 1] (numpy's seed range), e.g. 42",
+    )
     _check(t.log_every_n_steps > 0, "trainer.log_every_n_steps", t.log_every_n_steps, "must be > 0")
     _check(
         0 <= t.label_smoothing < 1,
@@ -94,6 +103,51 @@ def _validate_trainer(t: DictConfig) -> None:
         "must be null (keep the model's) or in [0, 1] (torch convention: weight of the new batch)",
     )
     _check(t.bn_eps is None or t.bn_eps > 0, "trainer.bn_eps", t.bn_eps, "must be null or > 0")
+
+
+def _reject_non_finite(node: DictConfig, prefix: str) -> None:
+    """``inf`` or ``nan`` is never a setting (``optimizer.lr=inf`` would only diverge)."""
+    for key in node:
+        if key == "hydra":
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if not child._is_none() and not child._is_missing():
+                _reject_non_finite(child, f"{prefix}{key}.")
+            continue
+        try:
+            value = node[key]
+        except Exception:  # an interpolation only Hydra resolves (run_dir), or ???
+            continue
+        values = list(value) if OmegaConf.is_list(value) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                _check(False, f"{prefix}{key}", value, "must be a finite number")
+
+
+def _validate_classes(cfg: DictConfig) -> None:
+    """Class weights and an optimizer/scheduler that are what their keys say."""
+    weights = cfg.trainer.class_weights
+    if weights is not None and weights != "balanced" and not isinstance(weights, str):
+        listed = list(weights)
+        _check(
+            len(listed) > 0 and all(isinstance(w, (int, float)) for w in listed),
+            "trainer.class_weights",
+            listed,
+            "list one number per class, e.g. [1.0, 2.5], or use null or balanced",
+        )
+        _check(
+            all(w >= 0 for w in listed) and any(w > 0 for w in listed),
+            "trainer.class_weights",
+            listed,
+            "weights must be >= 0 and at least one > 0 (all-zero or negative weights make "
+            "the loss undefined or reward mistakes)",
+        )
+    from runner.build import optimizer_class, scheduler_class
+
+    optimizer_class(cfg.optimizer._target_)
+    if cfg.scheduler._target_ is not None:
+        scheduler_class(cfg.scheduler._target_)
 
 
 def _reject_added_keys(node: DictConfig, prefix: str) -> None:

@@ -56,7 +56,7 @@ def verify_run(
     run_dir = Path(run_dir)
     path = checkpoint.checkpoint_path(run_dir, which)
     ckpt = checkpoint.load(path)
-    config = checkpoint.stored_config(ckpt)
+    config = checkpoint.stored_config(ckpt, path)
     run_threads = config["trainer"]["num_threads"]
     threads = set_threads(run_threads if threads is None else threads)
     data = build_data(config["dataset"], seed=int(config["trainer"]["seed"]))
@@ -135,7 +135,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point ``runner-verify RUN_DIR [--split test] [--batch-size N]``."""
+    """Console entry point ``runner-verify RUN_DIR [--split test] [--batch-size N]``; exit
+    status 0 when the comparison ran (read verify.json), 2 on errors."""
     parser = argparse.ArgumentParser(
         prog="runner-verify",
         description="Check a run's model with a from-scratch NumPy forward pass "
@@ -154,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir, args.split, args.batch_size, args.checkpoint, args.threads
         )
     except (RunnerError, ValueError) as err:
-        print(f"runner-verify: {err}", file=sys.stderr)
-        return 1
+        print(f"runner-verify: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # verify.json (disk full, read-only run directory)
+        print(f"runner-verify: error: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
     print(format_table(result))
     print(f"wrote {args.run_dir / 'verify.json'}")
     return 0

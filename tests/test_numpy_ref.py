@@ -331,7 +331,7 @@ def test_runner_verify_on_a_trained_custom_cnn(tmp_path: Path) -> None:
 
 
 def test_runner_verify_without_a_checkpoint_says_so(tmp_path: Path, capsys) -> None:
-    assert verify.main([str(tmp_path)]) == 1
+    assert verify.main([str(tmp_path)]) == 2
     assert "checkpoints/best.pt does not exist" in capsys.readouterr().err
 
 

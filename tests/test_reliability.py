@@ -118,8 +118,11 @@ def test_checkpoint_of_another_model_is_explained(tmp_path):
         [*DATA, "dataset.num_samples=200", "model.filters=[8]", f"trainer.resume={ckpt}"], tmp_path
     )
     assert proc.returncode == 2
-    assert "does not fit the configured model" in proc.stderr
+    assert "model.filters: [16, 32] in the checkpoint, [8] now" in proc.stderr
     assert "Traceback" not in proc.stderr
+    (summary,) = tmp_path.glob("outputs/runs/*/summary.json")  # the refused job's record
+    assert json.loads(summary.read_text())["refused"] is True
+    assert not list(summary.parent.glob("checkpoints/*.pt"))
 
 
 def test_divergence_ends_with_status_diverged(tmp_path):

@@ -155,7 +155,7 @@ def test_runner_report_on_a_list_of_runs_including_a_running_one(tmp_path, capsy
     for optimizer in ("sgd", "adam"):
         run = tmp_path / "runs" / optimizer
         train(compose_cfg([f"optimizer={optimizer}", "trainer.max_epochs=1", *TINY], run))
-        (run / ".hydra").mkdir()  # what the CLI records of `runner optimizer=...`
+        (run / ".hydra").mkdir(exist_ok=True)  # what the CLI records of `runner optimizer=...`
         (run / ".hydra" / "overrides.yaml").write_text(f"- optimizer={optimizer}\n")
         runs.append(run)
     running = tmp_path / "runs" / "still_running"  # a job of a sweep that is still going
