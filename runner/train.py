@@ -14,6 +14,7 @@ from runner.callbacks import Callback, TestOutputs
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
 from runner.errors import CheckpointError
+from runner.finetune import build_finetune
 from runner.io import write_csv, write_json, write_rows, write_text
 from runner.rundir import RunDir
 from runner.runtime import resolve_device, seed_everything, set_threads
@@ -58,7 +59,9 @@ def _train(cfg: DictConfig, run: RunDir, resume_from: Path | None) -> dict[str, 
     model = build.build_model(cfg, data)
     params = sum(p.numel() for p in model.parameters())
     log.info("model has %s parameters", f"{params:,}")
-    built = build.build_run(cfg, data, model, device, run, extra_callbacks(cfg, run, data))
+    tuning = build_finetune(cfg, data.model_kwargs(), model)  # model.weights, model.freeze
+    callbacks = [*([tuning] if tuning is not None else []), *extra_callbacks(cfg, run, data)]
+    built = build.build_run(cfg, data, model, device, run, callbacks)
     if resume_from is not None:
         checkpoint.restore(
             built.loop, built.loop.callbacks, checkpoint.load(resume_from), resume_from
