@@ -172,6 +172,9 @@ def main() -> None:
     if {"--help", "-h"} & set(sys.argv[1:]):
         _print_help()
         return
+    if sys.argv[1:2] == ["--list-models"]:
+        _list_models(sys.argv[2:])
+        return
     try:
         _hydra_main()
     except SystemExit:
@@ -181,6 +184,18 @@ def main() -> None:
     if failed:
         print(f"runner: {failed} sweep job(s) failed; see {where}", file=sys.stderr)
         raise SystemExit(1)
+
+
+def _list_models(args: list[str]) -> None:
+    """``runner --list-models [PATTERN]``: model names by source and their weights."""
+    from runner.hub.listing import lines
+
+    checkout = Path(conf_dir())
+    if not checkout.is_dir():  # an installed copy: the packaged configs
+        import runner.conf
+
+        checkout = Path(runner.conf.__file__).parent
+    print("\n".join(lines(checkout, args[0] if args else "")))
 
 
 def _print_help() -> None:
