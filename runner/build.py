@@ -337,7 +337,7 @@ def build_scheduler(
 
         node["mode"] = resolve_mode(str(sched_cfg.monitor), str(sched_cfg.mode))
     log.info("scheduler: %s (every %s)", sched_cfg._target_, sched_cfg.interval)
-    return instantiate(node)(optimizer)
+    return instantiate(node, _convert_="all")(optimizer)
 
 
 def _per_group(value: float, lrs: list[float]) -> float | list[float]:
