@@ -48,6 +48,14 @@ class HubClassifier(nn.Module):
         return self.net(x)
 
 
+def data_side(image_size: int | tuple[int, ...] | list[int]) -> tuple[int, bool]:
+    """The longer side of the data's images and whether they are square."""
+    if isinstance(image_size, int):
+        return image_size, True
+    sides = [int(s) for s in image_size]
+    return max(sides), len(set(sides)) == 1
+
+
 def replace_input_conv(net: nn.Module, in_channels: int) -> str:
     """Give ``net``'s first convolution ``in_channels`` inputs (a fresh layer of the same
     geometry); returns its name. The pretrained weights are adapted when they are loaded

@@ -23,7 +23,13 @@ from typing import Any
 from torch import nn
 
 from runner.errors import ConfigError
-from runner.hub.modules import HubClassifier, probe_stages, resolve_modules, trunk_candidates
+from runner.hub.modules import (
+    HubClassifier,
+    data_side,
+    probe_stages,
+    resolve_modules,
+    trunk_candidates,
+)
 from runner.hub.weights import (
     LoadReport,
     NamedWeights,
@@ -140,11 +146,11 @@ def build(
     timm = _timm()
     arch = _known_arch(arch)
     tag = tag_of(arch, weights)
-    data_size = max(int(s) for s in image_size)
+    data_size, square = data_side(image_size)
     size = resolve_input_size(arch, tag, str(preprocessing), int(input_size), data_size)
     name = f"{arch}.{tag}" if tag else arch
     net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
-    resize = size != data_size or len(set(image_size)) != 1
+    resize = size != data_size or not square
     if resize:
         log.info(
             "%s takes %d px: batches of %s px are resized on the device", arch, size, data_size

@@ -36,6 +36,7 @@ from torch import nn
 from runner.errors import ConfigError
 from runner.hub.modules import (
     HubClassifier,
+    data_side,
     probe_stages,
     replace_input_conv,
     resolve_modules,
@@ -192,7 +193,7 @@ def build(
 
     arch = _known_arch(arch)
     found = weights_enum(arch, weights)
-    data_size = max(int(s) for s in image_size) if not isinstance(image_size, int) else image_size
+    data_size, square = data_side(image_size)
     size = resolve_input_size(arch, found, str(preprocessing), int(input_size), data_size)
     kwargs = structural_kwargs(arch, found, size, in_channels)
     with warnings.catch_warnings():
@@ -201,7 +202,6 @@ def build(
         net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     if in_channels != 3:
         replace_input_conv(net, in_channels)
-    square = isinstance(image_size, int) or len(set(image_size)) == 1
     resize = size != data_size or not square
     if resize:
         log.info(

@@ -166,14 +166,13 @@ def load_pretrained(
     if is_unset(value):
         return None
     named = named_weights(model_cfg)
-    head = head_keys(model_cfg, data_kwargs)
     if named is not None:
-        report = named.load(model, head)
+        report = named.load(model, head_keys(model_cfg, data_kwargs))
     else:
         from runner.checkpoint import read_weights
 
         state, _, label = read_weights(weights_path(value))
-        report = fit_state_dict(model, state, label, head)
+        report = fit_state_dict(model, state, label, head_keys(model_cfg, data_kwargs))
     log.info("model.weights: %s", report.describe())
     return report
 
