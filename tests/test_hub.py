@@ -320,7 +320,11 @@ def _predict_and_export(run: Path, formats: tuple[str, ...] = ("torchscript", "o
 
 
 def test_predict_export_and_gradcam_on_a_hub_run(tmp_path):
-    run = _hub_run(tmp_path, "mobilenet_v3_small", ["diagnostics.interpret.images=2"])
+    # 32-px images resized to 48 inside the model: predict and export carry the resize
+    extra = ["diagnostics.interpret.images=2", "model.input_size=48"]
+    run = _hub_run(tmp_path, "mobilenet_v3_small", extra)
+    model, pre, _ = checkpoint.load_model(run)
+    assert (model.input_size, model.resize, pre.image_size) == (48, True, (32, 32))
     assert (run / "interpret" / "saliency_gradcam.png").exists()  # on a registry stage
     assert (run / "diagnostics" / "gradient_flow.png").exists()
     _predict_and_export(run, ("torchscript",))
@@ -332,6 +336,7 @@ def test_predict_and_export_on_hub_runs(tmp_path, arch):
     _predict_and_export(_hub_run(tmp_path, arch, ["diagnostics=off"]))
 
 
+@pytest.mark.slow  # two runner jobs in one more process
 def test_a_sweep_over_architectures(tmp_path):
     result = run_cli(
         [
