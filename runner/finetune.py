@@ -85,6 +85,8 @@ def frozen_count(freeze: Any, plan: StagePlan, model_name: str) -> int:
     if text in ("none", "0", "false"):
         return 0
     total = len(plan.names)
+    if not total:
+        raise ConfigError(f"model.freeze={freeze}: {model_name} has no feature stages to freeze")
     if text == "backbone":
         count = total
     else:
@@ -94,8 +96,6 @@ def frozen_count(freeze: Any, plan: StagePlan, model_name: str) -> int:
                 f"model.freeze={freeze} is invalid: {model_name} has {total} feature stages "
                 f"({', '.join(plan.names)}); use 1..{total}, backbone or none"
             )
-    if not total:
-        raise ConfigError(f"model.freeze={freeze}: {model_name} has no feature stages to freeze")
     if count == total and not plan.head:
         raise ConfigError(f"model.freeze={freeze} would leave {model_name} nothing to train")
     return count

@@ -333,7 +333,12 @@ def test_predict_export_and_gradcam_on_a_hub_run(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0", "vit_b_16"])
 def test_predict_and_export_on_hub_runs(tmp_path, arch):
-    _predict_and_export(_hub_run(tmp_path, arch, ["diagnostics=off"]))
+    # ViT: diagnostics on, so Grad-CAM runs on its 4-D stage (the patch embedding)
+    diagnostics = "diagnostics.interpret.images=2" if arch == "vit_b_16" else "diagnostics=off"
+    run = _hub_run(tmp_path, arch, [diagnostics])
+    if arch == "vit_b_16":
+        assert (run / "interpret" / "saliency_gradcam.png").exists()
+    _predict_and_export(run)
 
 
 @pytest.mark.slow  # two runner jobs in one more process

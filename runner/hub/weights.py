@@ -103,7 +103,9 @@ def is_unset(value: Any) -> bool:
 def is_path(value: Any) -> bool:
     """A path (a run directory or a weights file) rather than a name the family knows."""
     text = str(value)
-    return "/" in text or text.startswith(("~", ".")) or text.endswith(WEIGHT_FILE_SUFFIXES)
+    if "/" in text or text.startswith(("~", ".")) or text.endswith(WEIGHT_FILE_SUFFIXES):
+        return True
+    return Path(text).exists()  # a run directory named without a slash
 
 
 def weights_path(value: Any) -> Path:
