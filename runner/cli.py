@@ -194,7 +194,7 @@ def _list_models(args: list[str]) -> None:
     if not checkout.is_dir():  # an installed copy: the packaged configs
         import runner.conf
 
-        checkout = Path(runner.conf.__file__).parent
+        checkout = Path(next(iter(runner.conf.__path__)))  # a package without __init__
     print("\n".join(lines(checkout, args[0] if args else "")))
 
 
