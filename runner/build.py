@@ -36,10 +36,15 @@ FUSED_DEVICES = {"cpu", "cuda"}  # devices every fused optimizer kernel supports
 
 
 def build_data(cfg: DictConfig) -> DataBundle:
-    """The dataset of ``cfg.dataset``, split with ``trainer.seed``."""
+    """The dataset of ``cfg.dataset``, split with ``trainer.seed``; with
+    ``model.preprocessing=weights``, sized and normalised as the model's weights were
+    (:mod:`runner.hub.preprocess`; it writes the size it sets into ``cfg.dataset``)."""
     from runner.data.registry import build_data as from_registry
+    from runner.hub import preprocess
 
-    return from_registry(cfg.dataset, seed=int(cfg.trainer.seed))
+    following = preprocess.follow_weights(cfg)
+    data = from_registry(cfg.dataset, seed=int(cfg.trainer.seed))
+    return preprocess.apply(following, data) if following is not None else data
 
 
 def build_model(cfg: DictConfig, data: DataBundle) -> torch.nn.Module:
@@ -102,7 +107,10 @@ def build_parts(
     )
     val_opts = replace(eval_opts, limit_batches=int(t.limit_eval_batches))
     train_loader = BatchLoader(data.train, data, train_opts)
-    optimizer = build_optimizer(cfg.optimizer, model, str(t.optimizer_impl))
+    from runner.finetune import param_groups
+
+    groups = param_groups(cfg, model)
+    optimizer = build_optimizer(cfg.optimizer, model, str(t.optimizer_impl), groups)
     scheduler = build_scheduler(cfg.scheduler, optimizer, int(t.max_epochs), len(train_loader))
     warmup_steps = int(round(cfg.scheduler.warmup_epochs * len(train_loader)))
     start = cfg.scheduler.warmup_start_factor
@@ -290,9 +298,14 @@ def check_fused(target: str) -> None:
 
 
 def build_optimizer(
-    opt_cfg: DictConfig, model: torch.nn.Module, impl: str = "auto"
+    opt_cfg: DictConfig,
+    model: torch.nn.Module,
+    impl: str = "auto",
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> torch.optim.Optimizer:
-    """The optimizer over trainable parameters (weight decay on all of them, as in the studies).
+    """The optimizer over trainable parameters (weight decay on all of them, as in the studies),
+    or over ``param_groups`` — fine-tuning's groups with their own learning rates
+    (:func:`runner.finetune.param_groups`; frozen parameters included, see there).
 
     ``impl`` picks torch's kernel: ``fused`` (one kernel for all parameters; SGD, Adam,
     AdamW, Adagrad on CPU and CUDA), ``foreach`` (batched per-parameter ops),
@@ -301,7 +314,10 @@ def build_optimizer(
     only in float rounding; on this project's CPU fused cuts ResNet-18's SGD step from
     13 to 6 ms and Adam's from 24 to 8 ms (benchmarks/README.md).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    if param_groups is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = [p for group in param_groups for p in group["params"]]
     cls = optimizer_class(opt_cfg._target_)
     accepted = inspect.signature(cls).parameters
     kwargs: dict[str, Any] = {}
@@ -321,7 +337,7 @@ def build_optimizer(
         opt_cfg.lr,
         "fused" if kwargs.get("fused") else impl,
     )
-    return cls(params, **_kwargs(opt_cfg), **kwargs)
+    return cls(params if param_groups is None else param_groups, **_kwargs(opt_cfg), **kwargs)
 
 
 def build_scheduler(
@@ -335,15 +351,16 @@ def build_scheduler(
     node = _kwargs(sched_cfg)
     for key in SCHEDULER_RUNNER_KEYS:
         node.pop(key, None)
-    lr = optimizer.param_groups[0]["lr"]
+    lrs = [g["lr"] for g in optimizer.param_groups]
     name = sched_cfg.name
     if name == "cosine" and not node.get("T_max"):
         node["T_max"] = max_epochs
     if name == "onecycle":
-        node["max_lr"] = node.get("max_lr") or lr
+        node["max_lr"] = _per_group(node.get("max_lr") or lrs[0], lrs)
         node["total_steps"] = max_epochs * steps_per_epoch
     if name == "cyclic":
-        node["max_lr"] = node.get("max_lr") or lr
+        node["max_lr"] = _per_group(node.get("max_lr") or lrs[0], lrs)
+        node["base_lr"] = _per_group(node["base_lr"], lrs)
         node["step_size_up"] = node.get("step_size_up") or 2 * steps_per_epoch
     if name == "plateau":
         from runner.metrics import resolve_mode
@@ -351,6 +368,15 @@ def build_scheduler(
         node["mode"] = resolve_mode(str(sched_cfg.monitor), str(sched_cfg.mode))
     log.info("scheduler: %s (every %s)", sched_cfg._target_, sched_cfg.interval)
     return cls(optimizer, **node)
+
+
+def _per_group(value: float, lrs: list[float]) -> float | list[float]:
+    """A scheduler's lr setting for each parameter group: ``value`` for the first group,
+    scaled for the others by their lr relative to the first's, so discriminative learning
+    rates keep their ratios (one group: ``value`` itself)."""
+    if len(lrs) == 1:
+        return value
+    return [value * lr / lrs[0] for lr in lrs]
 
 
 class Warmup:

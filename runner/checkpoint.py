@@ -83,6 +83,55 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
         ) from None
 
 
+def read_weights(path: str | Path) -> tuple[dict[str, Any], Preprocessing | None, str]:
+    """The weights at ``path`` for ``model.weights`` — weights only, nothing instantiated.
+
+    ``path``: a run directory (its best checkpoint, else its last), a runner checkpoint, or a
+    plain state-dict file (``torch.save(model.state_dict())`` .pt/.pth, a Lightning-style
+    ``{"state_dict": …}``, or ``.safetensors``). Returns the state dict, the run's
+    preprocessing (runner checkpoints only) and a label naming the file.
+    """
+    from runner.rundir import CHECKPOINT_NAMES, RunDir
+
+    file = Path(path)
+    if file.is_dir():
+        found = [RunDir(file).checkpoint(n) for n in CHECKPOINT_NAMES]
+        found = [f for f in found if f.exists()]
+        if not found:
+            raise CheckpointError(
+                f"model.weights={path}: a directory without checkpoints/best.pt or last.pt (not "
+                "a finished runner run)"
+            )
+        file = found[0]
+    if file.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(
+                f"{file}: reading .safetensors needs pip install safetensors"
+            ) from None
+        return dict(load_file(str(file), device="cpu")), None, str(file)
+    try:
+        content = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"model.weights={file} cannot be read as weights ({type(err).__name__}: "
+            f"{str(err)[:200]}): give a state-dict file, a runner checkpoint or a run directory"
+        ) from None
+    if isinstance(content, dict) and isinstance(content.get(MODEL), dict):
+        stored = Preprocessing.from_checkpoint(content) if content.get(DATA) else None
+        return content[MODEL], stored, str(file)
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        content = content["state_dict"]
+    if (
+        isinstance(content, dict)
+        and content
+        and all(isinstance(v, torch.Tensor) for v in content.values())
+    ):
+        return content, None, str(file)
+    raise CheckpointError(f"model.weights={file} holds no state dict (name → tensor)")
+
+
 # ------------------------------------------------------------------ training state
 def payload(loop: Any, callbacks: list[Any], config: dict[str, Any], data: Any) -> dict[str, Any]:
     """Everything a resume, predict and export need, from the loop after an epoch.
@@ -165,9 +214,12 @@ class Preprocessing:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     input_shape: list[int] = field(default_factory=list)
     tta: str = "none"
+    source: str = ""  # where mean/std and size came from: "" = the dataset; else the weights
 
     @classmethod
     def from_data(cls, data: Any) -> Preprocessing:
+        from runner.rundir import WEIGHTS_PREPROCESSING
+
         image = data.kind == "image"
         kwargs = {
             k: tuple(v) if isinstance(v, list) else v
@@ -183,6 +235,7 @@ class Preprocessing:
             classes=list(data.classes),
             model_kwargs=kwargs,
             input_shape=[int(v) for v in data.input_shape()],
+            source=str((data.artifacts.get(WEIGHTS_PREPROCESSING) or {}).get("source", "")),
         )
 
     def stored(self) -> dict[str, Any]:
@@ -191,6 +244,7 @@ class Preprocessing:
             "kind": self.kind,
             "mean": self.mean,
             "std": self.std,
+            "source": self.source,
             "input_shape": self.input_shape,
             "model_kwargs": {
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.model_kwargs.items()
@@ -221,6 +275,7 @@ class Preprocessing:
             model_kwargs=kwargs,
             input_shape=shape,
             tta=str(trainer.get("tta", "none")) if image else "none",
+            source=str(data.get("source", "")),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -235,6 +290,7 @@ class Preprocessing:
             "scale": "pixel / 255",
             "mean": self.mean,
             "std": self.std,
+            "normalisation_source": self.source or "the dataset",
             "classes": self.classes,
             "test_time_augmentation": "average the logits of the image and its left-right "
             "mirror (the run was evaluated so)"

@@ -191,6 +191,9 @@ def main() -> None:
     if {"--help", "-h"} & set(sys.argv[1:]):
         _print_help()
         return
+    if sys.argv[1:2] == ["--list-models"]:
+        _list_models(sys.argv[2:])
+        return
     _FAILED_JOBS = 0
     saved = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", _OWN_ERRORS)}
     if saved["HYDRA_FULL_ERROR"] != "1":  # Hydra's errors come here, not as stack traces
@@ -252,6 +255,18 @@ def _startup_error(err: BaseException) -> str:
     if isinstance(err, CompactHydraException) and cause is not None and str(cause) not in text:
         text += f"\n{cause}"
     return text or type(err).__name__
+
+
+def _list_models(args: list[str]) -> None:
+    """``runner --list-models [PATTERN]``: model names by source and their weights."""
+    from runner.hub.listing import lines
+
+    checkout = Path(conf_dir())
+    if not checkout.is_dir():  # an installed copy: the packaged configs
+        import runner.conf
+
+        checkout = Path(next(iter(runner.conf.__path__)))  # a package without __init__
+    print("\n".join(lines(checkout, args[0] if args else "")))
 
 
 def _print_help() -> None:

@@ -103,6 +103,31 @@ def _outcome(summary: dict[str, Any]) -> str:
     return ("Result: " + ", ".join(bits) + ".") if bits else ""
 
 
+def finetune_section(
+    loaded: str | None,
+    frozen: str,
+    frozen_norms: int,
+    trainable: int,
+    total: int,
+    unfrozen_at: int | None,
+    lr_multipliers: list[tuple[str, float]] | None,
+) -> str:
+    """The "Fine-tuning" section: weights loaded, what was frozen, trainable parameters,
+    unfreezing and the learning rate of each stage (a multiple of optimizer.lr)."""
+    lines = ["## Fine-tuning", ""]
+    lines.append(f"- Weights: {loaded or 'none (the architecture’s own initialisation)'}")
+    norms = f"; {frozen_norms} BatchNorm layers kept in eval mode" if frozen_norms else ""
+    lines.append(f"- Frozen: {frozen}{norms}")
+    share = f" ({100 * trainable / total:.3g} %)" if total else ""
+    lines.append(f"- Trainable parameters: {trainable:,} of {total:,}{share}")
+    if unfrozen_at is not None:
+        lines.append(f"- Unfrozen at epoch {unfrozen_at}: all {total:,} parameters trained since")
+    if lr_multipliers:
+        rates = ", ".join(f"{name} × {mult:g}" for name, mult in lr_multipliers)
+        lines.append(f"- Learning rates (× optimizer.lr; classifier × 1): {rates}")
+    return "\n".join([*lines, ""]) + "\n"
+
+
 def render(
     run_dir: Path,
     cfg: DictConfig,
@@ -134,6 +159,7 @@ def render(
         "test_macro_f1",
         "test_macro_auc",
         "params",
+        "trainable_params",
         "flops",
         "train_seconds",
         "images_per_second",

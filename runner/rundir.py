@@ -52,6 +52,7 @@ CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
 EVAL = "eval"
 CLASS_COUNTS = "class_counts.csv"
 MODEL_SUMMARY = "model_summary.csv"
+WEIGHTS_PREPROCESSING = "preprocessing.json"  # the pretrained weights' preprocessing, when followed
 
 RUNNING = "running"
 COMPLETED = "completed"

@@ -15,6 +15,7 @@ from runner.callbacks import Callback, TestOutputs
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader
 from runner.errors import CheckpointError, DataError, RunDirError
+from runner.finetune import build_finetune
 from runner.io import write_csv, write_json, write_rows, write_text
 from runner.rundir import Record, RunDir
 from runner.runtime import resolve_device, seed_everything, set_threads
@@ -93,8 +94,10 @@ def _train(
     _write_data_files(run, data)
     params = sum(p.numel() for p in model.parameters())
     log.info("model has %s parameters", f"{params:,}")
-    built = build.build_run(cfg, data, model, device, run, extra_callbacks(cfg, run, data))
-    if ckpt is not None and plan is not None:
+    tuning = build_finetune(cfg, data.model_kwargs(), model)  # model.weights, model.freeze
+    callbacks = [*([tuning] if tuning is not None else []), *extra_callbacks(cfg, run, data)]
+    built = build.build_run(cfg, data, model, device, run, callbacks)
+    if ckpt is not None and plan is not None:  # its weights replace any pretrained ones
         checkpoint.restore(built.loop, built.loop.callbacks, ckpt, plan.path)
         plan.apply(built.loop)
     result = built.loop.fit()

@@ -34,7 +34,11 @@ def validate(cfg: DictConfig) -> None:
     _validate_optimizer(cfg.optimizer)
     _validate_scheduler(cfg.scheduler)
     _validate_model(cfg.model)
+    _validate_finetune(cfg.model, cfg.trainer)
     _validate_dataset(cfg.dataset)
+    from runner import zoo
+
+    zoo.check_model(cfg.model)  # the family's own check (e.g. an unknown model.arch)
 
 
 def _validate_trainer(t: DictConfig) -> None:
@@ -103,6 +107,30 @@ def _validate_trainer(t: DictConfig) -> None:
         "must be null (keep the model's) or in [0, 1] (torch convention: weight of the new batch)",
     )
     _check(t.bn_eps is None or t.bn_eps > 0, "trainer.bn_eps", t.bn_eps, "must be null or > 0")
+    _check(
+        t.unfreeze_at_epoch >= 0,
+        "trainer.unfreeze_at_epoch",
+        t.unfreeze_at_epoch,
+        "must be >= 0 (0 = never; k = every frozen parameter trains from epoch k)",
+    )
+    _check(
+        t.backbone_lr_ratio > 0,
+        "trainer.backbone_lr_ratio",
+        t.backbone_lr_ratio,
+        "must be > 0 (1 = one learning rate; e.g. 0.1: the feature stages at optimizer.lr / 10)",
+    )
+    _check(
+        all(m > 0 for m in t.stage_lr_multipliers),
+        "trainer.stage_lr_multipliers",
+        list(t.stage_lr_multipliers),
+        "list one positive multiple of optimizer.lr per feature stage, or [] for off",
+    )
+    _check(
+        not len(t.stage_lr_multipliers) or t.backbone_lr_ratio == 1,
+        "trainer.backbone_lr_ratio",
+        t.backbone_lr_ratio,
+        "set backbone_lr_ratio or stage_lr_multipliers, not both",
+    )
 
 
 def _reject_non_finite(node: DictConfig, prefix: str) -> None:
@@ -208,6 +236,42 @@ def _validate_model(m: DictConfig) -> None:
             list(m.fc_neurons),
             "list positive widths of the hidden fc layers, e.g. [512], or [] for none",
         )
+
+
+def _validate_finetune(m: DictConfig, t: DictConfig) -> None:
+    freeze = str(m.freeze).strip().lower() if "freeze" in m else "none"
+    _check(
+        freeze in ("none", "backbone") or freeze.isdigit(),
+        "model.freeze",
+        m.get("freeze"),
+        "valid values: none, backbone, or N (the first N feature stages)",
+    )
+    if "input_size" in m:
+        _check(m.input_size >= 0, "model.input_size", m.input_size, "must be >= 0 (0 = auto)")
+    if t.unfreeze_at_epoch:
+        _check(
+            freeze not in ("none", "0"),
+            "trainer.unfreeze_at_epoch",
+            t.unfreeze_at_epoch,
+            "there is nothing to unfreeze: set model.freeze (backbone or N)",
+        )
+        import os
+
+        _check(
+            int(os.environ.get("WORLD_SIZE", "1")) == 1,
+            "trainer.unfreeze_at_epoch",
+            t.unfreeze_at_epoch,
+            "is not supported under torchrun (DistributedDataParallel registers the trainable "
+            "parameters once); train the frozen and the unfrozen phase as two runs "
+            "(the second with model.weights=<the first run>)",
+        )
+    uniform = t.backbone_lr_ratio == 1 and not len(t.stage_lr_multipliers)
+    _check(
+        uniform or "weights" in m,
+        "trainer.backbone_lr_ratio",
+        t.backbone_lr_ratio,
+        f"the {m.family} family has no feature stages for discriminative learning rates",
+    )
 
 
 def _validate_dataset(d: DictConfig) -> None:

@@ -15,6 +15,7 @@ Example: ``runner-verify outputs/runs/2024-..._bilstm_nusax_senti_ab12 --split t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,9 @@ def verify_run(
     run_threads = config["trainer"]["num_threads"]
     threads = set_threads(run_threads if threads is None else threads)
     data = build_data(config["dataset"], seed=int(config["trainer"]["seed"]))
+    if data.kind == "image":  # the run's normalisation (the weights' when it followed them)
+        pre = checkpoint.Preprocessing.from_checkpoint(ckpt)
+        data = dataclasses.replace(data, mean=tuple(pre.mean), std=tuple(pre.std))
     model = checkpoint.rebuild_model(ckpt, path)
     state = {k: v.detach().cpu().double().numpy() for k, v in ckpt[checkpoint.MODEL].items()}
     extra = {"pad_idx": data.extra_model_kwargs["pad_idx"]} if data.kind == "text" else {}

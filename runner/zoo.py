@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 Stages = Callable[[Any], list[tuple[str, Any]]]
 KEYS_NOT_PASSED = ("family", "name")  # the registry's and the run's, not the builder's
+# fine-tuning keys (runner.finetune, runner.hub.weights): passed only to builders that take them
+FINETUNE_KEYS = ("weights", "freeze", "preprocessing")
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,12 @@ class ModelEntry:
     schema: the dataclass typing the family's config keys.
     kind: image | text — the inputs the family takes.
     stages: ``model → [(name, module), ...]``, the feature stages from input to output
-        (feature maps, Grad-CAM); ``None`` = the model's own ``feature_stages()`` if it
-        has one, else none.
+        (feature maps, Grad-CAM, ``model.freeze``); ``None`` = the model's own
+        ``feature_stages()`` if it has one, else none.
+    named_weights: ``params → NamedWeights``, the pretrained weights the family knows by
+        the name in ``params["weights"]`` and their preprocessing
+        (:mod:`runner.hub.weights`); ``None`` = only run directories and files.
+    check: ``params → None``, refuses a config before any work (an unknown architecture).
     """
 
     family: str
@@ -45,6 +51,8 @@ class ModelEntry:
     kind: str = "image"
     stages: Stages | None = None
     description: str = ""
+    named_weights: Callable[[dict[str, Any]], Any] | None = None
+    check: Callable[[dict[str, Any]], None] | None = None
 
     def feature_stages(self, model: Any) -> list[tuple[str, Any]]:
         if self.stages is not None:
@@ -65,6 +73,8 @@ def register_model(
     stages: Stages | None = None,
     description: str = "",
     preset: Any = None,
+    named_weights: Callable[[dict[str, Any]], Any] | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> ModelEntry:
     """Register a model family (and its schema as ``schema/model/<family>``).
 
@@ -75,7 +85,8 @@ def register_model(
 
     from runner.schema import register
 
-    entry = MODELS.register(family, ModelEntry(family, builder, schema, kind, stages, description))
+    entry = ModelEntry(family, builder, schema, kind, stages, description, named_weights, check)
+    MODELS.register(family, entry)
     register("model", family, schema)
     if preset is not None:
         ConfigStore.instance().store(group="model", name=family, node=preset)
@@ -100,12 +111,18 @@ def model_params(model_cfg: Mapping[str, Any] | DictConfig) -> tuple[ModelEntry,
     return entry, {k: v for k, v in params.items() if k not in KEYS_NOT_PASSED}
 
 
-def build_model(model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any]):
-    """The model of ``model_cfg`` for data described by ``data_kwargs`` (``num_classes``...)."""
+def build_model(
+    model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any], quiet: bool = False
+):
+    """The model of ``model_cfg`` for data described by ``data_kwargs`` (``num_classes``...),
+    with its architecture's own initialisation (``model.weights`` are loaded by
+    :func:`runner.hub.weights.load_pretrained`)."""
     entry, params = model_params(model_cfg)
     builder = resolve(entry.builder)
-    kwargs = {**_accepted(builder, dict(data_kwargs)), **params}
-    log.info("model: %s (family %s) with %s", model_cfg.get("name"), entry.family, kwargs)
+    tuning = {k: params.pop(k) for k in FINETUNE_KEYS if k in params}
+    kwargs = {**_accepted(builder, dict(data_kwargs)), **params, **_accepted(builder, tuning)}
+    if not quiet:
+        log.info("model: %s (family %s) with %s", model_cfg.get("name"), entry.family, kwargs)
     try:
         return builder(**kwargs)
     except (ValueError, TypeError) as err:
@@ -117,6 +134,13 @@ def feature_stages(family: str, model: Any) -> list[tuple[str, Any]]:
     return MODELS.get(family).feature_stages(model)
 
 
+def check_model(model_cfg: Mapping[str, Any] | DictConfig) -> None:
+    """The family's own check of ``model_cfg`` (e.g. that ``model.arch`` exists), if any."""
+    entry, params = model_params(model_cfg)
+    if entry.check is not None:
+        entry.check(params)
+
+
 def _accepted(builder: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     params = inspect.signature(builder).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -125,6 +149,7 @@ def _accepted(builder: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, 
 
 
 def _register_builtins() -> None:
+    from runner.hub import register_hub_families
     from runner.schema.model import CustomCNNConf, ResNetConf, RNNConf
 
     register_model(
@@ -138,6 +163,7 @@ def _register_builtins() -> None:
         "runner.models.resnet:ResNet",
         ResNetConf,
         description="ResNet-18..152, Plain, SE and Mish variants in torchvision's layout",
+        named_weights=_resnet_weights,
     )
     register_model(
         "rnn",
@@ -146,6 +172,14 @@ def _register_builtins() -> None:
         kind="text",
         description="SimpleRNN / GRU / LSTM text classifiers, uni- or bidirectional",
     )
+    register_hub_families()
+
+
+def _resnet_weights(params: dict[str, Any]) -> Any:
+    """torchvision's ResNet weights for the ResNet family (same parameter names and shapes)."""
+    from runner.hub.torchvision import resnet_weights
+
+    return resnet_weights(params)
 
 
 _register_builtins()

@@ -26,7 +26,10 @@ def test_every_member_composes(group, name):
     cfg = compose_cfg([f"{group}={name}"])
     assert cfg[group] is not None
     if group == "model":
-        assert cfg.model.family in zoo.MODELS and cfg.model.name == name
+        # a hub member (torchvision, timm) is named after its architecture, so sweeps over
+        # model.arch get one directory name per architecture
+        label = cfg.model.arch if "arch" in cfg.model else name
+        assert cfg.model.family in zoo.MODELS and cfg.model.name == label
     if group == "dataset":
         assert cfg.dataset.format in DATASETS and cfg.dataset.name == name
     validate(cfg)

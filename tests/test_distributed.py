@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 import runner
@@ -68,3 +69,42 @@ def test_two_gloo_processes_train_one_run_like_one_process(tmp_path):
     # the checkpoint holds the plain model (no DistributedDataParallel "module." prefix)
     model = runner.load_run(run_dir).model
     assert not any(k.startswith("module.") for k in model.state_dict())
+
+
+@pytest.mark.slow  # two processes building a torchvision model; minutes on 2 busy cores
+def test_two_gloo_processes_fine_tune_a_hub_model_with_frozen_stages(tmp_path):
+    """DistributedDataParallel over a torchvision model with its first stages frozen (they
+    get no gradient, so DDP leaves them out) and discriminative learning rates."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "RUNNER_TEST": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    args = [
+        "model=torchvision",
+        "model.arch=mobilenet_v3_small",
+        "model.freeze=2",
+        "trainer.backbone_lr_ratio=0.1",
+        "dataset=synthetic",
+        "dataset.image_size=32",
+        "dataset.num_samples=128",
+        "diagnostics=off",
+        "trainer.max_epochs=1",
+        "trainer.num_threads=1",
+        "trainer.progress_bar=false",
+    ]
+    proc = _torchrun(args, tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "outputs" / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["frozen"].startswith("2 of ")
+    assert summary["trainable_params"] < summary["params"]
+
+
+def test_unfreezing_is_refused_under_torchrun(monkeypatch):
+    from runner.errors import ConfigError
+    from runner.validate import validate
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = compose_cfg(["model.freeze=backbone", "trainer.unfreeze_at_epoch=2"])
+    with pytest.raises(ConfigError, match="not supported under torchrun"):
+        validate(cfg)

@@ -38,7 +38,7 @@ def _image_model_names() -> list[str]:
 
 
 MODEL_NAMES = _image_model_names()
-RESNET_NAMES = [n for n in MODEL_NAMES if n != "custom_cnn"]
+RESNET_NAMES = [n for n in MODEL_NAMES if compose_cfg([f"model={n}"]).model.family == "resnet"]
 
 
 @pytest.fixture(autouse=True)
@@ -207,6 +207,8 @@ def test_block_contract():
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_config_builds_and_runs(name):
+    if name == "timm":
+        pytest.importorskip("timm")
     torch.manual_seed(0)
     for channels, size, classes, batch in ((3, 32, 10, 2), (3, 224, 5, 2), (1, 8, 4, 2)):
         model = build(name, num_classes=classes, in_channels=channels, image_size=size).eval()
@@ -269,13 +271,18 @@ def _train_one_epoch(tmp_path: Path, name: str, *overrides: str) -> dict:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_config_trains_one_epoch(tmp_path, name):
     """Shrunk (16 px, narrow) so all members take seconds; full size is the slow test."""
-    small = ["model.width=8"] if name in RESNET_NAMES else ["model.filters=[8,16]"]
+    if name == "timm":
+        pytest.importorskip("timm")
+    small = {"custom_cnn": ["model.filters=[8,16]"], "torchvision": [], "timm": []}
+    small = small.get(name, ["model.width=8"])
     _train_one_epoch(tmp_path, name, "dataset.num_samples=48", "dataset.image_size=16", *small)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_config_trains_one_epoch_at_224px(tmp_path, name):
+    if name == "timm":
+        pytest.importorskip("timm")
     summary = _train_one_epoch(tmp_path, name, "dataset.num_samples=24", "dataset.image_size=224")
     assert summary["flops"] > 1e8
 

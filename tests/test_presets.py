@@ -19,6 +19,8 @@ PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SEARCHES = sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml"))
 GRIDS = {"s1_mnist": 90, "s2_degradation": 4, "s2_relu_vs_mish": 2, "s3_cnn_grid": 2916}
 GRIDS["s4_cnn"] = 54
+GRIDS["s2_finetune"] = 2
+GRIDS["fish_finetune"] = 3
 
 
 def compose_hydra(overrides: list[str]) -> DictConfig:
@@ -91,6 +93,15 @@ def test_s2_preset_is_the_studys_recipe():
     assert (cfg.trainer.batch_size, cfg.trainer.max_epochs) == (32, 10)
 
 
+def test_s2_finetune_differs_from_the_s2_recipe_in_its_weights_only():
+    cfg = compose_hydra(["+experiment=s2_finetune"])
+    s2 = compose_hydra(["+experiment=s2_degradation"])
+    assert grid_of(cfg) == {"model.weights": ["IMAGENET1K_V1", "null"]}
+    for group in ("dataset", "optimizer", "scheduler", "trainer"):
+        assert cfg[group] == s2[group], group
+    assert cfg.model.name == "resnet34" and cfg.model.stem == "imagenet"
+
+
 def test_s3_resnet18_has_the_published_parameter_count():
     cfg = compose_hydra(["+experiment=s3_resnet18"])
     model = zoo.build_model(cfg.model, dict(num_classes=10, in_channels=3, image_size=32))
@@ -104,13 +115,31 @@ def test_s3_resnet18_has_the_published_parameter_count():
     assert cfg.trainer.batch_size == 128 and cfg.trainer.early_stopping.patience == 15
 
 
+def named_weights_offline(cfg: DictConfig, torch_home: Path) -> list[str]:
+    """A preset that starts from torchvision weights: their file (seeded random values) in
+    ``torch_home``, where torchvision's loader finds it without network; the smoke run keeps
+    its 8-px images (model.preprocessing=dataset) and the weights' architecture."""
+    from runner.hub.weights import named_weights
+    from tests.test_hub import write_torchvision_cache
+
+    named = named_weights(cfg.model)
+    if named is None:
+        return []
+    arch = cfg.model.arch if "arch" in cfg.model else f"resnet{cfg.model.depth}"
+    write_torchvision_cache(torch_home, arch, named.label.split(".")[1])
+    return ["model.preprocessing=dataset"]
+
+
 @pytest.mark.parametrize("preset", PRESETS)
-def test_smoke_form_trains_end_to_end(preset, tmp_path):
+def test_smoke_form_trains_end_to_end(preset, tmp_path, monkeypatch):
     cfg = compose_hydra([f"+experiment={preset}"])
     extra = [f"+debug={'smoke_text' if is_text(cfg) else 'smoke'}"]
     if is_text(cfg):
         extra.append(f"dataset.path={write_text_csvs(tmp_path / 'texts')}")
-    if "width" in cfg.model:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    pretrained = named_weights_offline(cfg, tmp_path / "torch_home")
+    extra += pretrained
+    if "width" in cfg.model and not pretrained:
         extra.append("model.width=8")  # ResNet-34 even at 8 px is slow on a shared 2-core CI box
     run = tmp_path / "run"
     summary = train(compose_cfg([f"+experiment={preset}", *extra], run))

@@ -10,6 +10,7 @@ come from the dataset. The allowed names come from the layer registries of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -28,6 +29,7 @@ Stem = choice("Stem", STEMS)
 Cell = choice("Cell", tuple(CELLS))
 SequencePooling = choice("SequencePooling", POOLINGS)
 Nonlinearity = choice("Nonlinearity", NONLINEARITIES)
+Preprocessing = choice("Preprocessing", ("weights", "dataset"))
 
 
 @dataclass
@@ -37,7 +39,17 @@ class ModelConf:
 
 
 @dataclass
-class CustomCNNConf(ModelConf):
+class PretrainedConf(ModelConf):
+    """Keys of the image families that start from weights and fine-tune
+    (conf/common/pretrained.yaml; runner.hub.weights, runner.finetune)."""
+
+    weights: str | None = MISSING  # null | a weights name | a run directory | a weights file
+    freeze: Any = MISSING  # none | backbone | N (the first N feature stages); checked by validate
+    preprocessing: Preprocessing = MISSING
+
+
+@dataclass
+class CustomCNNConf(PretrainedConf):
     filters: list[int] = MISSING
     kernel_size: int = MISSING
     padding: Padding = MISSING
@@ -50,7 +62,7 @@ class CustomCNNConf(ModelConf):
 
 
 @dataclass
-class ResNetConf(ModelConf):
+class ResNetConf(PretrainedConf):
     depth: int = MISSING
     shortcut: bool = MISSING
     attention: Attention = MISSING
@@ -77,4 +89,24 @@ class RNNConf(ModelConf):
     init: Init = MISSING
 
 
-SCHEMAS = {"model": {"custom_cnn": CustomCNNConf, "resnet": ResNetConf, "rnn": RNNConf}}
+@dataclass
+class TorchvisionConf(PretrainedConf):
+    arch: str = MISSING  # a classification model of torchvision.models (runner.hub.torchvision)
+    input_size: int = MISSING
+
+
+@dataclass
+class TimmConf(PretrainedConf):
+    arch: str = MISSING  # a timm model name (runner.hub.timm)
+    input_size: int = MISSING
+
+
+SCHEMAS = {
+    "model": {
+        "custom_cnn": CustomCNNConf,
+        "resnet": ResNetConf,
+        "rnn": RNNConf,
+        "torchvision": TorchvisionConf,
+        "timm": TimmConf,
+    }
+}

@@ -55,6 +55,9 @@ class TrainerConf:
     bn_momentum: float | None = MISSING
     bn_eps: float | None = MISSING
     ema_decay: float = MISSING
+    unfreeze_at_epoch: int = MISSING
+    backbone_lr_ratio: float = MISSING
+    stage_lr_multipliers: list[float] = MISSING
 
 
 SCHEMAS = {"trainer": {"default": TrainerConf}}
