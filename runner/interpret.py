@@ -292,8 +292,10 @@ def _plot_feature_maps(
                 axes[r, col].set_ylabel(f"{name}\n{shape}", fontsize=8)
             rows += _map_rows(fmap, top, name, slot, int(chosen.iloc[slot]["index"]))
     fig.suptitle(
-        "feature maps of each conv stage (rows, input → output): mean over channels, then the "
-        f"{channels} most active channels; each map scaled to its own range",
+        f"feature maps of {'each conv stage' if len(stages) > 1 else 'conv stage ' + stages[0]}"
+        f" with maps of at least {min(m.shape[-1] for m in maps.values())} px (rows, input → "
+        f"output): mean over channels, then the {channels} most active channels; each map "
+        "scaled to its own range",
         fontsize=10,
         y=1 - 0.1 / fig.get_figheight(),
         va="top",

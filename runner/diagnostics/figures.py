@@ -40,7 +40,7 @@ def pick_layers(layers: list[str], limit: int) -> list[str]:
 def _label_inches(names: list[str]) -> float:
     """Height the layer names take below an axis (rotated by 60° when long), inches."""
     longest = max((len(n) for n in names), default=0)
-    return 0.055 * longest + 0.2 if _rotated(names) else 0.25
+    return 0.045 * longest + 0.15 if _rotated(names) else 0.25
 
 
 def _rotated(names: list[str]) -> bool:

@@ -115,14 +115,17 @@ def diagnostics_section(run_dir: Path, info: dict[str, Any]) -> str:
             "activation_hist.png",
             "activation distributions",
             ["activation_hist.csv"],
-            "Distribution of each activation layer's outputs on the probe images before "
-            "training (grey) and with the evaluated weights (blue); log counts.",
+            "Distribution of each activation layer's outputs on the probe images, one row per "
+            "layer (input side at the top), before training (grey) and with the evaluated "
+            "weights (blue); log counts.",
         ),
         (
             "weights.png",
             "weight distributions",
             ["weight_hist.csv", "weight_stats.csv"],
-            "Weights per layer at the start (grey) and the evaluated weights (blue).",
+            "Weights per layer at the start (grey) and the evaluated weights (blue), one row "
+            "per layer, in units of the layer's initial standard deviation (given with its "
+            "name): a row that widens grew its weights, one that narrows shrank them.",
         ),
         (
             "lr_loss.png",
@@ -151,6 +154,31 @@ def diagnostics_section(run_dir: Path, info: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _attribution_words(done: Any, skipped: str, min_map_size: int) -> str:
+    """What the saliency figure shows, and why there is (no) Grad-CAM."""
+    words = (
+        "**Saliency** for the predicted class, next to each image: bright pixels change its "
+        "score most."
+    )
+    if done.gradcam:
+        return words + (
+            f" **Grad-CAM** of stage {done.gradcam}: warm areas are the regions that stage's "
+            "features relied on."
+        )
+    if done.stages:
+        return words + (
+            f" No Grad-CAM: only the first conv stage has maps of at least {min_map_size}×"
+            f"{min_map_size} pixels (deeper: {skipped}), and there Grad-CAM adds little to the "
+            "saliency map."
+        )
+    if skipped:
+        return words + (
+            f" No Grad-CAM: no conv stage has maps of at least {min_map_size}×{min_map_size} "
+            f"pixels ({skipped})."
+        )
+    return words
+
+
 def interpret_section(run_dir: Path, done: Any, selection: str, min_map_size: int) -> str:
     """Saliency (and Grad-CAM) and the feature maps of the chosen test images, saying which
     stages are left out and why."""
@@ -164,28 +192,8 @@ def interpret_section(run_dir: Path, done: Any, selection: str, min_map_size: in
         "",
     ]
     skipped = ", ".join(f"{n} ({s})" for n, s in done.skipped.items())
-    attr = [r for r in rel if r.startswith("interpret/saliency")]
-    for r in attr:
-        words = (
-            "**Saliency** for the predicted class, one row per image: bright pixels change its "
-            "score most."
-        )
-        if done.gradcam:
-            words += (
-                f" **Grad-CAM** of stage {done.gradcam}: warm areas are the regions that stage's "
-                "features relied on."
-            )
-        elif done.stages:
-            words += (
-                f" No Grad-CAM: only the first conv stage has maps of at least {min_map_size}×"
-                f"{min_map_size} pixels (deeper: {skipped}), and there Grad-CAM adds little to the "
-                "saliency map."
-            )
-        elif skipped:
-            words += (
-                f" No Grad-CAM: no conv stage has maps of at least {min_map_size}×{min_map_size} "
-                f"pixels ({skipped})."
-            )
+    for r in (r for r in rel if r.startswith("interpret/saliency")):
+        words = _attribution_words(done, skipped, min_map_size)
         out += [words, "", figure(run_dir, r, "saliency", ["interpret/attributions.csv"])]
     if "interpret/feature_maps.png" in rel:
         shown = ", ".join(done.stages)

@@ -331,10 +331,13 @@ def gap_suspects(context: RunContext) -> tuple[list[str], list[Change | str | No
 
 def _overfitting(context: RunContext, n: FitNumbers, c: FitConf) -> dict[str, Any]:
     words, items = gap_suspects(context)
+    ratio = (
+        f" ({n.loss_ratio:.0f}× the training loss {n.train_loss:.3f})" if n.loss_ratio >= 2 else ""
+    )
     message = (
         f"Overfitting: validation loss was lowest at epoch {n.min_val_epoch} "
         f"({n.min_val_loss:.3f}) and is {pct(n.val_loss_rise)} higher {n.epochs_after_min} "
-        f"epochs later, while train accuracy reached {pct(n.train_acc)} (validation "
+        f"epochs later{ratio}, while train accuracy reached {pct(n.train_acc)} (validation "
         f"{pct(n.val_acc)}): training on made the model worse on new data. The evaluated "
         "weights are those of the best epoch."
     )
