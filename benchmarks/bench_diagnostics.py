@@ -151,7 +151,8 @@ def post_training(repeats: int, threads: int) -> list[dict]:
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append({"repeat": i, **row})
         print(
-            f"repeat {i}: finish {row['finish_cpu_s']:.2f} s CPU ({row['finish_wall_s']:.2f} s wall), "
+            f"repeat {i}: finish {row['finish_cpu_s']:.2f} s CPU "
+            f"({row['finish_wall_s']:.2f} s wall), "
             f"diagnostics + report {row['diagnostics_and_report_cpu_s']:.2f} s CPU",
             flush=True,
         )
@@ -200,15 +201,7 @@ def per_step(workload: str, device_name: str, blocks: int, block_steps: int) -> 
         steps_per_epoch = len(loop.train_loader)
         loop.evaluate(loop.val_loader)  # warm-up of the eval-mode kernels
         fit_start = _timed(lambda: callback.on_fit_start(loop), device)
-        loop.train_loader.limit_batches = block_steps
-        loop.callbacks = []
-        loop.train_epoch(1)  # warm-up
-        on, off = [], []
-        for block in range(blocks):
-            for with_diag in (block % 2 == 0, block % 2 == 1):  # alternate which goes first
-                loop.callbacks = [callback] if with_diag else []
-                seconds = _timed(lambda b=block: loop.train_epoch(b + 2), device)
-                (on if with_diag else off).append(seconds / block_steps)
+        on, off = _alternate(loop, callback, blocks, block_steps, device)
         hooks = _hook_costs(loop, callback, device)
         row = {"epoch": 1, "train_loss": 0.0, "val_loss": 0.0}
         epoch_end = [
@@ -238,6 +231,21 @@ def per_step(workload: str, device_name: str, blocks: int, block_steps: int) -> 
         "fit_start_s": fit_start,
         "fit_start_pct_of_one_epoch": 100 * fit_start / epoch,
     }
+
+
+def _alternate(loop, callback, blocks: int, block_steps: int, device) -> tuple[list, list]:
+    """Seconds per step of ``blocks`` blocks of ``block_steps`` training steps with the
+    callback and as many without, alternating which goes first."""
+    loop.train_loader.limit_batches = block_steps
+    loop.callbacks = []
+    loop.train_epoch(1)  # warm-up
+    on, off = [], []
+    for block in range(blocks):
+        for with_diag in (block % 2 == 0, block % 2 == 1):
+            loop.callbacks = [callback] if with_diag else []
+            seconds = _timed(lambda b=block: loop.train_epoch(b + 2), device)
+            (on if with_diag else off).append(seconds / block_steps)
+    return on, off
 
 
 def _hook_costs(loop, callback, device) -> dict:
@@ -294,7 +302,9 @@ def main() -> None:
         _write(rows, "bench_diagnostics_post_training.csv", args)
         cpu = statistics.median(r["finish_cpu_s"] for r in rows)
         diag = statistics.median(r["diagnostics_and_report_cpu_s"] for r in rows)
-        print(f"post-training median: finish {cpu:.2f} s CPU, diagnostics + report {diag:.2f} s CPU")
+        print(
+            f"post-training median: finish {cpu:.2f} s CPU, diagnostics + report {diag:.2f} s CPU"
+        )
     if args.part in ("all", "per_step"):
         import torch
 
