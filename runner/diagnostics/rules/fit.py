@@ -170,6 +170,18 @@ def no_learning_suspects(context: RunContext) -> list[adv.Suspect]:
         words = f"`model.activation={activation}` without BatchNorm saturates"
         found.append(adv.Suspect(words, Change("model.activation", "relu")))
     found += adv.regularisation_suspects(s)
+    params = context.summary.get("params")
+    if (
+        context.trainable_params
+        and isinstance(params, int)
+        and context.trainable_params < params / 2
+    ):
+        share = context.trainable_params / params
+        found.append(
+            adv.Suspect(
+                f"only {100 * share:.0f} % of the parameters train (a frozen backbone)", None
+            )
+        )
     if s.get("model.shortcut") is False:
         words = (
             f"a plain net without shortcuts (`model.shortcut=false`, depth {s.get('model.depth')})"
