@@ -1,14 +1,23 @@
-"""Test-split evaluation: per-class report, confusion matrix and ROC AUC with scikit-learn;
-accuracy and macro-F1 from :mod:`runner.metrics`, the definitions the loop uses."""
+"""Test-split evaluation: per-class report, confusion matrix, ROC curves and AUC.
+
+The numbers are scikit-learn's definitions — ``precision_recall_fscore_support``
+(``zero_division=0``), ``roc_curve`` and ``roc_auc_score`` (one-vs-rest) — computed here with
+NumPy from the confusion counts and the sorted scores, because importing ``sklearn.metrics``
+costs about 1.2 s after every run on 2 cores, more than the rest of the evaluation
+(``tests/test_evaluate.py`` checks every number against scikit-learn). Accuracy and macro-F1
+come from :mod:`runner.metrics`, the definitions the loop uses.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -23,68 +32,95 @@ class Evaluation:
     top_k: dict[str, float]
 
 
+def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, recall, F1 and support per class from ``(K, K)`` counts (rows true,
+    columns predicted); 0 where a ratio has no denominator (scikit-learn's
+    ``zero_division=0``)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp, predicted, support = np.diag(cm), cm.sum(0), cm.sum(1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    both = predicted + support
+    f1 = np.divide(2 * tp, both, out=np.zeros_like(tp), where=both > 0)
+    return precision, recall, f1, support.astype(np.int64)
+
+
 def classification_table(
-    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: list[str]
+    confusion: np.ndarray,
+    proba: np.ndarray | None,
+    y_true: np.ndarray,
+    classes: list[str],
+    macro_f1: float | None = None,
 ) -> pd.DataFrame:
-    """Per-class precision, recall, f1, support and one-vs-rest ROC AUC, plus macro and weighted
-    rows (scikit-learn's numbers; the macro row's f1 is :func:`runner.metrics.macro_f1`, so
-    it equals the run's ``test_macro_f1``)."""
-    import torch
-    from sklearn.metrics import precision_recall_fscore_support
+    """Per-class precision, recall, f1, support and one-vs-rest ROC AUC, plus macro and
+    weighted rows. ``macro_f1``: the macro row's f1 (:func:`runner.metrics.macro_f1`, so it
+    equals the run's ``test_macro_f1``); None = the mean of the per-class F1."""
+    import pandas as pd
 
-    from runner.metrics import macro_f1
-
-    labels = np.arange(len(classes))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    p, r, f, s = per_class_scores(confusion)
     auc = per_class_auc(y_true, proba, len(classes)) if proba is not None else [math.nan] * len(p)
+    auc = np.asarray(auc, dtype=np.float64)
     table = pd.DataFrame(
         {"class": classes, "precision": p, "recall": r, "f1": f, "support": s, "auc": auc}
     )
+    valid = ~np.isnan(auc)
     rows = []
-    for avg in ("macro", "weighted"):
-        ap, ar, af, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=avg, zero_division=0
-        )
-        valid = ~np.isnan(auc)
-        weights = s[valid] if avg == "weighted" else None
+    for avg, weights in (("macro", None), ("weighted", s)):
+        if weights is not None and weights.sum() == 0:
+            weights = None
+        means = [float(np.average(v, weights=weights)) if len(v) else 0.0 for v in (p, r, f)]
+        w_auc = None if weights is None else weights[valid]
         mean_auc = (
-            float(np.average(np.asarray(auc)[valid], weights=weights))
-            if valid.any() and (weights is None or weights.sum() > 0)
+            float(np.average(auc[valid], weights=w_auc))
+            if valid.any() and (w_auc is None or w_auc.sum() > 0)
             else math.nan
         )
-        if avg == "macro":
-            af = macro_f1(torch.as_tensor(y_pred), torch.as_tensor(y_true), len(classes))
-        rows.append(
-            {
-                "class": f"{avg} avg",
-                "precision": ap,
-                "recall": ar,
-                "f1": af,
-                "support": int(s.sum()),
-                "auc": mean_auc,
-            }
-        )
+        if avg == "macro" and macro_f1 is not None:
+            means[2] = macro_f1
+        row = dict(zip(("precision", "recall", "f1"), means))
+        rows.append({"class": f"{avg} avg", **row, "support": int(s.sum()), "auc": mean_auc})
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+
+
+def binary_roc(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``fpr, tpr, thresholds`` of one binary problem, as scikit-learn's ``roc_curve``
+    (``drop_intermediate=True``): one point per distinct score, collinear points dropped, a
+    first point (0, 0) at threshold +inf."""
+    positive = np.asarray(positive, dtype=bool)
+    order = np.argsort(score, kind="mergesort")[::-1]
+    score, positive = np.asarray(score)[order], positive[order]
+    cut = np.r_[np.flatnonzero(np.diff(score)), positive.size - 1]
+    tps = np.cumsum(positive)[cut].astype(np.float64)
+    fps = 1 + cut - tps
+    thresholds = score[cut]
+    if len(fps) > 2:
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
+    fps, tps = np.r_[0.0, fps], np.r_[0.0, tps]
+    thresholds = np.r_[np.inf, thresholds]
+    return fps / fps[-1], tps / tps[-1], thresholds
+
+
+def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """Area under :func:`binary_roc` (trapezoids), as ``roc_auc_score``; NaN when only one
+    class is present."""
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return math.nan
+    fpr, tpr, _ = binary_roc(positive, score)
+    return float(np.trapezoid(tpr, fpr))
 
 
 def per_class_auc(y_true: np.ndarray, proba: np.ndarray, num_classes: int) -> list[float]:
     """One-vs-rest ROC AUC per class; NaN where the class is absent or alone."""
-    from sklearn.metrics import roc_auc_score
-
-    out = []
-    for c in range(num_classes):
-        positive = y_true == c
-        if positive.all() or not positive.any():
-            out.append(math.nan)
-        else:
-            out.append(float(roc_auc_score(positive, proba[:, c])))
-    return out
+    return [binary_auc(y_true == c, proba[:, c]) for c in range(num_classes)]
 
 
 def evaluate_logits(
     logits: Any, y: Any, classes: list[str], ks: tuple[int, ...] = (1, 5)
 ) -> Evaluation:
     """Everything the report needs from logits (N, K) and labels (N,) as torch tensors."""
+    import pandas as pd
     import torch
     import torch.nn.functional as F
 
@@ -94,6 +130,7 @@ def evaluate_logits(
     pred_t = logits.argmax(1)
     y_np, pred = y.numpy(), pred_t.numpy()
     cm = confusion_counts(pred_t, y, len(classes)).numpy()
+    f1 = macro_f1(pred_t, y, len(classes))
     top_k = {}
     for k in ks:
         if k <= len(classes) and len(y_np):
@@ -101,22 +138,22 @@ def evaluate_logits(
             top_k[f"top{k}_acc"] = hits
     return Evaluation(
         accuracy=float((pred == y_np).mean()) if len(y_np) else math.nan,
-        macro_f1=macro_f1(pred_t, y, len(classes)),
+        macro_f1=f1,
         loss=float(F.cross_entropy(logits, y).item()) if len(y_np) else math.nan,
-        report=classification_table(y_np, pred, proba, classes),
+        report=classification_table(cm, proba, y_np, classes, f1),
         confusion=pd.DataFrame(cm, index=pd.Index(classes, name="true"), columns=classes),
         top_k=top_k,
     )
 
 
 def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """One-vs-rest ROC curve points of every class (scikit-learn's ``roc_curve``) plus the
-    micro average over all (sample, class) pairs.
+    """One-vs-rest ROC curve points of every class plus the micro average over all
+    (sample, class) pairs.
 
     Columns: class, fpr, tpr, threshold, auc. Classes absent from ``y_true`` (or the only
     class present) have no curve.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    import pandas as pd
 
     frames = []
     onehot = np.zeros((len(y_true), len(classes)), dtype=bool)
@@ -128,17 +165,10 @@ def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.
     for name, positive, score in curves:
         if positive.all() or not positive.any():
             continue
-        fpr, tpr, thr = roc_curve(positive, score)
+        fpr, tpr, thr = binary_roc(positive, score)
+        auc = float(np.trapezoid(tpr, fpr))
         frames.append(
-            pd.DataFrame(
-                {
-                    "class": name,
-                    "fpr": fpr,
-                    "tpr": tpr,
-                    "threshold": thr,
-                    "auc": float(roc_auc_score(positive, score)),
-                }
-            )
+            pd.DataFrame({"class": name, "fpr": fpr, "tpr": tpr, "threshold": thr, "auc": auc})
         )
     columns = ["class", "fpr", "tpr", "threshold", "auc"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
@@ -152,6 +182,8 @@ def confident_errors(
     Columns: index (row in the split), true, pred (class names), confidence (probability of
     the predicted class), p_true (probability given to the true class); most confident first.
     """
+    import pandas as pd
+
     columns = ["index", "true", "pred", "confidence", "p_true"]
     if not len(y_true) or k <= 0:
         return pd.DataFrame(columns=columns)

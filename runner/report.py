@@ -1,14 +1,22 @@
-"""``report.md``: the human-readable account of one run."""
+"""``report.md``: the human-readable account of one run.
+
+It opens with the verdict (did the run train well, the one change to try next, where the
+evidence is — :mod:`runner.diagnostics.verdict`), then the outcome, key figures, diagnoses,
+curves, per-class table, the diagnostics' own sections and the configuration. With the
+diagnostics off it says that nothing was checked instead of claiming there were no problems.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from runner.io import write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUS_WORDS = {
     "completed": "trained for every configured epoch",
@@ -17,6 +25,31 @@ STATUS_WORDS = {
     "interrupted": "stopped by a signal; it can be resumed with trainer.resume=true",
     "failed": "failed with an error",
 }
+SEVERITY_WORDS = {"error": "Problem", "warning": "Warning", "info": "Note"}
+WELL_WORDS = {"yes": "Yes", "partly": "Partly", "no": "No"}
+KEY_FIGURES = (
+    "best_epoch",
+    "best_val_acc",
+    "best_val_loss",
+    "final_train_acc",
+    "final_val_acc",
+    "test_acc",
+    "test_top5_acc",
+    "test_macro_f1",
+    "test_macro_auc",
+    "params",
+    "trainable_params",
+    "flops",
+    "train_seconds",
+    "images_per_second",
+    "device",
+)
+CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds")
+OFF = (
+    "Automatic diagnoses were off (`diagnostics=off` or `diagnostics.enabled=false`): nothing "
+    "was checked, so this report cannot say whether the run trained well. Compare train and "
+    "validation in [curves.png](curves.png), or run again with the diagnostics on."
+)
 
 
 def _table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -60,9 +93,6 @@ def figure(run_dir: Path, rel: str, caption: str, data: list[str] | tuple[str, .
     return f"![{caption}]({rel})\n" + (f"\nData: {behind}\n" if behind else "")
 
 
-SEVERITY_WORDS = {"error": "Problem", "warning": "Warning", "info": "Note"}
-
-
 def _evidence(evidence: dict[str, Any]) -> str:
     parts = []
     for key, value in evidence.items():
@@ -72,20 +102,60 @@ def _evidence(evidence: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render_diagnoses(diagnoses: list[dict[str, Any]]) -> list[str]:
-    """Diagnoses in plain words, most severe first: what, why (evidence), what to try next."""
+def render_diagnoses(
+    diagnoses: list[dict[str, Any]], checked: bool = True, run_dir: Path | None = None
+) -> list[str]:
+    """Diagnoses in plain words, in the given order (most important first): what, what to
+    try next, where to look, the evidence. ``checked``: whether any rule ran."""
+    if not checked:
+        return [OFF]
     if not diagnoses:
         return ["No problems detected by the automatic checks."]
-    order = {"error": 0, "warning": 1, "info": 2}
     out = []
-    for d in sorted(diagnoses, key=lambda d: order.get(d.get("severity"), 3)):
+    for d in diagnoses:
         label = SEVERITY_WORDS.get(d.get("severity"), str(d.get("severity")))
         out += [f"- **{label} — {d['code']}**: {d['message']}"]
         if d.get("advice"):
             out += [f"  - *What to try next:* {d['advice']}"]
+        see = _see(d.get("see") or [], run_dir)
+        if see:
+            out += [f"  - *Where to look:* {see}"]
         if d.get("evidence"):
             out += [f"  - *Evidence:* {_evidence(d['evidence'])}"]
     return out
+
+
+def _see(files: list[str], run_dir: Path | None) -> str:
+    present = [f for f in files if run_dir is None or (run_dir / f).exists()]
+    return ", ".join(f"[{f}]({f})" for f in present)
+
+
+def render_verdict(
+    summary: dict[str, Any], checked: bool, run_dir: Path | None = None
+) -> list[str]:
+    """The verdict paragraph (``summary["verdict"]``), or why there is none."""
+    v = summary.get("verdict")
+    if not checked:
+        return ["## Verdict", "", OFF, ""]
+    if not v:
+        return [
+            "## Verdict",
+            "",
+            "No verdict: the diagnostics did not finish (see runner.log).",
+            "",
+        ]
+    well = WELL_WORDS.get(v["trained_well"], v["trained_well"])
+    lines = [f"**Did it train well?** {well} — {v['headline']}."]
+    if v.get("next"):
+        action = v["next"]
+        action = f"`{action}`" if "=" in action and " " not in action else action
+        lines.append(f"**Change next:** {action} — because {v['why']}.")
+    elif v["trained_well"] == "yes":
+        lines.append("**Change next:** nothing pressing.")
+    see = _see(v.get("see") or [], run_dir) or _see(["curves.png"], run_dir)
+    if see:
+        lines.append(f"**Evidence:** {see}; each finding with its numbers under Diagnoses.")
+    return ["## Verdict", "", *[part for line in lines for part in (line, "")]]
 
 
 def _outcome(summary: dict[str, Any]) -> str:
@@ -128,92 +198,56 @@ def finetune_section(
     return "\n".join([*lines, ""]) + "\n"
 
 
-def render(
-    run_dir: Path,
-    cfg: DictConfig,
-    summary: dict[str, Any],
-    history: pd.DataFrame,
-    report_table: pd.DataFrame | None,
-    sections: list[str] | None = None,
-) -> str:
-    """The report text: outcome, key figures, curves, per-class table, diagnoses, config."""
+def _outcome_lines(summary: dict[str, Any], checked: bool) -> list[str]:
     status = summary["status"]
-    out = [f"# Run report — {cfg.model.name} on {cfg.dataset.name}", ""]
-    if cfg.get("notes"):
-        out += [f"> {cfg.notes}", ""]
-    out += [f"**Outcome:** {status} — {STATUS_WORDS.get(status, status)}."]
-    if summary.get("stop_reason"):
-        out += [f"*{summary['stop_reason']}*"]
+    out = [f"**Outcome:** {status} — {STATUS_WORDS.get(status, status)}."]
+    reason = summary.get("stop_reason")
+    if reason:
+        if checked and status == "diverged":  # the diagnoses give advice fitted to the config
+            reason = reason.split(" Try ")[0]
+        out += [f"*{reason}*"]
     if summary.get("error"):
         out += ["", "```", str(summary["error"]), "```"]
     if _outcome(summary):
         out += ["", _outcome(summary)]
-    keys = [
-        "best_epoch",
-        "best_val_acc",
-        "best_val_loss",
-        "final_train_acc",
-        "final_val_acc",
-        "test_acc",
-        "test_top5_acc",
-        "test_macro_f1",
-        "test_macro_auc",
-        "params",
-        "trainable_params",
-        "flops",
-        "train_seconds",
-        "images_per_second",
-        "device",
-    ]
-    out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
-    out += [f"| {k} | {_fmt(summary.get(k))} |" for k in keys if k in summary]
-    diagnoses = summary.get("diagnoses") or []
-    out += ["", "## Diagnoses", "", *render_diagnoses(diagnoses)]
-    out += ["", "## Training curves", "", figure(run_dir, "curves.png", "loss and accuracy")]
+    return out
+
+
+def _curves_lines(run_dir: Path, summary: dict[str, Any], history: pd.DataFrame) -> list[str]:
+    out = ["## Training curves", "", figure(run_dir, "curves.png", "loss and accuracy")]
     if len(history):
         out += ["Per-epoch numbers: [metrics.csv](metrics.csv)", ""]
-        shown = history[
-            [
-                c
-                for c in (
-                    "epoch",
-                    "train_loss",
-                    "train_acc",
-                    "val_loss",
-                    "val_acc",
-                    "lr",
-                    "epoch_seconds",
-                )
-                if c in history
-            ]
-        ]
+        shown = history[[c for c in CURVE_COLUMNS if c in history]]
         if len(shown) > 12:  # first, last and the best epoch are what a reader needs
             keep = {0, len(shown) - 1, int(summary.get("best_epoch", 1)) - 1}
             shown = shown.iloc[sorted(i for i in keep if 0 <= i < len(shown))]
         out += [_table(shown), ""]
-    if report_table is not None:
-        out += [
-            "## Test split: per-class metrics",
-            "",
-            "From [eval/classification_report.csv](eval/classification_report.csv).",
-            "",
-            _table(report_table),
-            "",
-            "Confusion matrix: rows are true classes, columns predictions; the right panel "
-            "divides each row by its total (recall on the diagonal).",
-            "",
-            figure(
-                run_dir,
-                "eval/confusion_matrix.png",
-                "confusion matrix",
-                ["eval/confusion_matrix.csv"],
-            ),
-        ]
-    out += sections or []
-    cfg_yaml = OmegaConf.to_yaml(
-        OmegaConf.masked_copy(cfg, ["model", "dataset", "optimizer", "scheduler", "trainer"])
-    )
-    out += [
+    return out
+
+
+def _per_class_lines(run_dir: Path, report_table: pd.DataFrame | None) -> list[str]:
+    if report_table is None:
+        return []
+    return [
+        "## Test split: per-class metrics",
+        "",
+        "From [eval/classification_report.csv](eval/classification_report.csv).",
+        "",
+        _table(report_table),
+        "",
+        "Confusion matrix: rows are true classes, columns predictions; each cell holds a count "
+        "and is coloured by its share of the row (recall on the diagonal).",
+        "",
+        figure(
+            run_dir, "eval/confusion_matrix.png", "confusion matrix", ["eval/confusion_matrix.csv"]
+        ),
+    ]
+
+
+def _config_lines(cfg: DictConfig) -> list[str]:
+    groups = ["model", "dataset", "optimizer", "scheduler", "trainer"]
+    cfg_yaml = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, groups))
+    return [
         "## Configuration",
         "",
         "```yaml",
@@ -223,6 +257,38 @@ def render(
         "Full record of the composed config and overrides: `.hydra/`.",
         "",
     ]
+
+
+def diagnostics_ran(cfg: DictConfig, summary: dict[str, Any]) -> bool:
+    """Whether the automatic checks ran for this run."""
+    conf = cfg.get("diagnostics")
+    return bool(conf is not None and conf.get("enabled")) or "verdict" in summary
+
+
+def render(
+    run_dir: Path,
+    cfg: DictConfig,
+    summary: dict[str, Any],
+    history: pd.DataFrame,
+    report_table: pd.DataFrame | None,
+    sections: list[str] | None = None,
+) -> str:
+    """The report text: verdict, outcome, key figures, diagnoses, curves, per-class table,
+    the diagnostics' sections, config."""
+    checked = diagnostics_ran(cfg, summary)
+    out = [f"# Run report — {cfg.model.name} on {cfg.dataset.name}", ""]
+    if cfg.get("notes"):
+        out += [f"> {cfg.notes}", ""]
+    out += render_verdict(summary, checked, run_dir)
+    out += _outcome_lines(summary, checked)
+    out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
+    out += [f"| {k} | {_fmt(summary.get(k))} |" for k in KEY_FIGURES if k in summary]
+    diagnoses = summary.get("diagnoses") or []
+    out += ["", "## Diagnoses", "", *render_diagnoses(diagnoses, checked, run_dir), ""]
+    out += _curves_lines(run_dir, summary, history)
+    out += _per_class_lines(run_dir, report_table)
+    out += sections or []
+    out += _config_lines(cfg)
     return "\n".join(out)
 
 

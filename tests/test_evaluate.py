@@ -53,3 +53,25 @@ def test_direction_of_each_monitor():
         assert lower_is_better(metric) is lower
         assert resolve_mode(metric) == ("min" if lower else "max")
     assert not lower_is_better("val_macro_f1") and resolve_mode("val_acc", "min") == "min"
+
+
+def test_roc_curves_and_auc_equal_sklearn_with_ties():
+    """The NumPy ROC (kept off scikit-learn's 1 s import after every run) gives
+    ``roc_curve``'s points and ``roc_auc_score`` exactly, ties and collinear points included."""
+    from sklearn.metrics import roc_curve
+
+    from runner.evaluate import binary_auc, binary_roc, roc_curves
+
+    rng = np.random.default_rng(7)
+    for decimals in (0, 1, 3):  # rounding makes many tied scores
+        y = rng.integers(0, 2, 80)
+        score = np.round(rng.normal(size=80) + y, decimals)
+        for ours, ref in zip(binary_roc(y == 1, score), roc_curve(y, score)):
+            np.testing.assert_allclose(ours, ref)
+        assert binary_auc(y == 1, score) == pytest.approx(roc_auc_score(y, score))
+    assert np.isnan(binary_auc(np.ones(5, bool), np.arange(5.0)))  # one class only
+    proba = rng.dirichlet(np.ones(3), size=60)
+    labels = rng.integers(0, 3, 60)
+    curves = roc_curves(labels, proba, ["a", "b", "c"])
+    micro = curves[curves["class"] == "micro avg"]["auc"].iloc[0]
+    assert micro == pytest.approx(roc_auc_score(np.eye(3)[labels].ravel(), proba.ravel()))

@@ -3,7 +3,9 @@
 - :class:`DiagnosticsCallback` records during training (gradient norms, dead units,
   activations, weights, learning rate) and, when the run's summary is ready, writes
   ``diagnostics/``, ``eval/roc_curves.*``, ``eval/misclassified.*`` and ``interpret/``,
-  adds its findings to ``summary["diagnoses"]`` and its sections to ``report.md``;
+  adds its findings to ``summary["diagnoses"]``, the verdict (:mod:`.verdict`: did it
+  train well, the one change to try next, where the evidence is) to
+  ``summary["verdict"]`` and its sections to ``report.md``;
 - :func:`build_callbacks` makes it from ``cfg.diagnostics`` (``conf/diagnostics/``);
 - the automatic diagnoses are rules registered with their thresholds
   (:mod:`runner.diagnostics.registry`, built-in rules in :mod:`runner.diagnostics.rules`):

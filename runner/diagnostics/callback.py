@@ -1,5 +1,5 @@
-"""The diagnostics callback: record during training, then write tables, figures, diagnoses
-and report sections when the run's summary is ready (``on_summary``)."""
+"""The diagnostics callback: record during training, then write tables, figures, diagnoses,
+the verdict and report sections when the run's summary is ready (``on_summary``)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from runner.callbacks import TestOutputs
-from runner.data.base import DataBundle, Split
-from runner.data.loader import BatchLoader
-from runner.diagnostics import figures, registry, sections
-from runner.diagnostics.finding import AVERAGE_ROWS
-from runner.diagnostics.probe import probe
+from runner.data.base import DataBundle
+from runner.diagnostics import outputs, registry
 from runner.diagnostics.recorder import TrainingRecorder
+from runner.diagnostics.verdict import rank, verdict
 from runner.errors import ConfigError
-from runner.io import write_csv
 
 log = logging.getLogger(__name__)
-
-HIST_VALUES = 4000  # activation values sampled per layer and probe chunk for histograms
 
 
 class DiagnosticsCallback(TrainingRecorder):
@@ -55,52 +48,72 @@ class DiagnosticsCallback(TrainingRecorder):
         super().__init__(data, conf.interval, conf.probe_size, conf.weight_histograms, seed)
         self.conf, self.run_dir, self.stages = conf, Path(run_dir), stages
         self.config = config or {}
-        self.start_sample_values = HIST_VALUES if conf.figures else 0
+        self.start_sample_values = outputs.HIST_VALUES if conf.figures else 0
         self.failures: list[str] = []
 
     # ------------------------------------------------------------------ after the test
     def on_summary(self, loop: Any, summary: dict[str, Any], test: TestOutputs | None) -> list[str]:
         started = time.perf_counter()
-        history = pd.DataFrame(loop.state.history)
-        out: list[str] = []
+        conf, run_dir, data = self.conf, self.run_dir, self.data
         predictions = None
         if test is not None:
-            predictions = self._guard("test predictions", lambda: self._predictions(test), None)
+            predictions = self._guard("test predictions", lambda: _predictions(test), None)
+        out: list[str] = []
         if predictions is not None:
+            write = outputs.write_evaluation
             out.append(
-                self._guard("evaluation", lambda: self._evaluation(loop, summary, *predictions), "")
+                self._guard(
+                    "evaluation", lambda: write(run_dir, conf, data, loop, predictions, summary), ""
+                )
             )
-        out.append(self._guard("training diagnostics", lambda: self._training(loop), ""))
-        if predictions is not None and self.data.kind == "image" and self.conf.interpret.enabled:
-            out.append(
-                self._guard("interpretability", lambda: self._interpret(loop, *predictions), "")
+        out.append(
+            self._guard(
+                "training diagnostics",
+                lambda: outputs.write_training(run_dir, conf, self, loop),
+                "",
             )
-        context = registry.RunContext(
-            history=history,
-            summary=summary,
-            report=predictions[2] if predictions is not None else None,
-            gradients=self.gradients(),
-            steps=self.steps(),
-            activations=self.activations(),
-            num_classes=len(self.data.classes),
-            config=self.config,
         )
-        found = registry.diagnose(self.conf, context, guard=self._guard)
+        if predictions is not None and data.kind == "image" and conf.interpret.enabled:
+            write = outputs.write_interpret
+            out.append(
+                self._guard(
+                    "interpretability",
+                    lambda: write(run_dir, conf, data, loop, self.stages, predictions),
+                    "",
+                )
+            )
+        context = self._context(loop, summary, test)
+        found = rank(registry.diagnose(conf, context, guard=self._guard))
         summary.setdefault("diagnoses", []).extend(found)
+        summary["verdict"] = verdict(summary["diagnoses"], summary, context.chance)
         if self.failures:
             out.append(
                 "*Diagnostics not produced (see runner.log): " + "; ".join(self.failures) + ".*\n"
             )
-        for d in found:
-            log.log(
-                logging.WARNING if d["severity"] != "info" else logging.INFO,
-                "diagnosis %s (%s): %s",
-                d["code"],
-                d["severity"],
-                d["message"],
-            )
+        _log_findings(found)
         log.info("diagnostics written in %.1fs", time.perf_counter() - started)
         return [s for s in out if s]
+
+    def _context(self, loop: Any, summary: dict[str, Any], test: TestOutputs | None) -> Any:
+        data = self.data
+        duplicates = data.artifacts.get("duplicates.csv")
+        if duplicates is None:
+            duplicates = self._guard("duplicate check", lambda: _duplicates(data), None)
+        return registry.RunContext(
+            history=_history(loop.state.history),
+            summary=summary,
+            report=test.evaluation.report if test is not None else None,
+            confusion=test.evaluation.confusion.to_numpy() if test is not None else None,
+            gradients=self.gradients(),
+            steps=self.steps(),
+            activations=self.activations(),
+            num_classes=len(data.classes),
+            config=self.config,
+            class_counts=data.split_counts(),
+            duplicates=duplicates,
+            trainable_params=sum(p.numel() for _, p in self.params),
+            input_shape=tuple(data.input_shape()),
+        )
 
     def _guard(self, what: str, fn: Callable[[], Any], default: Any) -> Any:
         """Diagnostics never break a run: a failure is logged and named in the report."""
@@ -116,127 +129,44 @@ class DiagnosticsCallback(TrainingRecorder):
             self.failures.append(f"{what} ({type(err).__name__})")
             return default
 
-    def _predictions(self, test: TestOutputs):
-        """Probabilities, labels and the per-class table of the test split."""
-        proba = torch.softmax(test.logits, 1).numpy()
-        return proba, test.labels.numpy(), test.evaluation.report
 
-    def _evaluation(self, loop: Any, summary: dict[str, Any], proba, y, report) -> str:
-        from runner import evaluate, plots
+def _predictions(test: TestOutputs) -> tuple:
+    """Probabilities, labels and the per-class table of the test split."""
+    proba = torch.softmax(test.logits, 1).numpy()
+    return proba, test.labels.numpy(), test.evaluation.report
 
-        if not self.conf.evaluation:
-            return ""
-        classes = list(self.data.classes)
-        roc = evaluate.roc_curves(y, proba, classes)
-        write_csv(self.run_dir / "eval" / "roc_curves.csv", roc)
-        per_class = report[~report["class"].isin(AVERAGE_ROWS)]["auc"]
-        if per_class.notna().any():
-            summary["test_macro_auc"] = float(per_class.mean())
-        if len(roc):
-            plots.plot_roc(roc, self.run_dir / "eval" / "roc_curves.png")
-        errors = None
-        if self.data.kind == "image" and self.conf.misclassified > 0:
-            errors = evaluate.confident_errors(proba, y, classes, self.conf.misclassified)
-            names = self.data.test.names
-            if names is not None:
-                errors.insert(1, "name", [names[i] for i in errors["index"]])
-            write_csv(self.run_dir / "eval" / "misclassified.csv", errors)
-            if len(errors):
-                images = [self.data.test.x[i].numpy() for i in errors["index"]]
-                plots.plot_misclassified(
-                    images, errors, self.run_dir / "eval" / "misclassified.png"
-                )
-        if len(self.data.val):
-            val_loader = BatchLoader(self.data.val, self.data, loop.val_loader.options.for_eval())
-            logits, yv = loop.predict(val_loader)
-            table = evaluate.evaluate_logits(logits, yv, classes).report
-            write_csv(self.run_dir / "eval" / "val_classification_report.csv", table)
-        return sections.evaluation_section(self.run_dir, roc, errors)
 
-    def _training(self, loop: Any) -> str:
-        d = self.run_dir / "diagnostics"
-        steps_per_epoch = len(loop.train_loader)
-        grads, steps, acts = self.gradients(), self.steps(), self.activations()
-        tables = {
-            "gradients": grads,
-            "steps": steps,
-            "activations": acts,
-            "weight_stats": self.weight_stats(),
-        }
-        for name, frame in tables.items():
-            if len(frame):
-                write_csv(d / f"{name}.csv", frame)
-        bins, limit = self.conf.histogram_bins, self.conf.max_layers
-        weight_hist = act_hist = None
-        if self.weights_start:
-            end = self.weights_end()
-            samples = {
-                k: {"start": v, "end": end[k]} for k, v in self.weights_start.items() if k in end
-            }
-            weight_hist = figures.histogram_table(samples, bins, ("start", "end"))
-            write_csv(d / "weight_hist.csv", weight_hist)
-        if self.probe_batches and self.conf.figures:
-            _, act_end = probe(loop.model, self.probe_batches, HIST_VALUES)
-            samples = {
-                k: {"start": self.act_start.get(k, np.zeros(0)), "end": v}
-                for k, v in act_end.items()
-            }
-            act_hist = figures.histogram_table(samples, bins, ("start", "end"))
-            write_csv(d / "activation_hist.csv", act_hist)
-        if self.conf.figures:
-            if len(grads):
-                figures.plot_gradient_flow(grads, steps_per_epoch, d / "gradient_flow.png", limit)
-            if len(acts):
-                figures.plot_activations(acts, d / "activations.png", limit)
-            if act_hist is not None:
-                figures.plot_histograms(
-                    act_hist,
-                    d / "activation_hist.png",
-                    "activation values on the probe images: before training (start) vs evaluated "
-                    "weights (end)",
-                    "activation value",
-                    limit,
-                    log=True,
-                )
-            if weight_hist is not None:
-                figures.plot_histograms(
-                    weight_hist,
-                    d / "weights.png",
-                    "weights per layer: initial (start) vs evaluated weights (end)",
-                    "weight value",
-                    limit,
-                )
-            figures.plot_steps(steps, steps_per_epoch, d / "lr_loss.png")
-        return sections.diagnostics_section(
-            self.run_dir,
-            {"interval": self.every, "probe_size": sum(len(b) for b in self.probe_batches)},
-        )
+def _history(rows: list[dict[str, float]]) -> Any:
+    import pandas as pd
 
-    def _interpret(self, loop: Any, proba, y, report) -> str:
-        from runner import interpret
+    return pd.DataFrame(rows)
 
-        c = self.conf.interpret
-        chosen = interpret.select_images(proba, y, list(self.data.classes), c.images)
-        if not len(chosen):
-            return ""
-        idx = torch.tensor(chosen["index"].tolist(), dtype=torch.long)
-        images = self.data.test.x[idx]
-        subset = Split(images, self.data.test.y[idx])
-        options = loop.val_loader.options.for_eval(len(subset))
-        inputs = next(iter(BatchLoader(subset, self.data, options).epoch()))[0]
-        written = interpret.explain(
-            loop.model,
-            self.stages,
-            images,
-            inputs,
-            chosen,
-            list(self.data.classes),
-            self.run_dir / "interpret",
-            c.channels,
-            c.gradcam_min_size,
-            c.feature_maps,
-        )
-        return sections.interpret_section(self.run_dir, written)
+
+def _duplicates(data: DataBundle) -> Any:
+    """Cross-split duplicates of a dataset whose loader did not look for them (digits,
+    text): hashing a few thousand small inputs takes milliseconds."""
+    import warnings
+
+    import pandas as pd
+
+    from runner.data.splits import DUPLICATE_COLUMNS, find_cross_split_duplicates
+
+    splits = {
+        k: (s.x, s.names)
+        for k, s in (("train", data.train), ("val", data.val), ("test", data.test))
+    }
+    if sum(len(s.x) for s in (data.train, data.val, data.test)) > 200_000:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the finding reports them
+        pairs = find_cross_split_duplicates(splits)
+    return pd.DataFrame(pairs, columns=list(DUPLICATE_COLUMNS))
+
+
+def _log_findings(found: list[dict[str, Any]]) -> None:
+    for d in found:
+        level = logging.WARNING if d["severity"] != "info" else logging.INFO
+        log.log(level, "diagnosis %s (%s): %s", d["code"], d["severity"], d["message"])
 
 
 def check(conf: Any) -> None:
@@ -251,8 +181,15 @@ def check(conf: Any) -> None:
     need(conf.histogram_bins >= 2, "histogram_bins", conf.histogram_bins, "must be >= 2")
     need(conf.max_layers >= 2, "max_layers", conf.max_layers, "must be >= 2")
     need(conf.misclassified >= 0, "misclassified", conf.misclassified, "images, >= 0")
+    need(0 < conf.roc_table_auc <= 1, "roc_table_auc", conf.roc_table_auc, "an AUC in (0, 1]")
     need(conf.interpret.images >= 0, "interpret.images", conf.interpret.images, "images, >= 0")
     need(conf.interpret.channels >= 1, "interpret.channels", conf.interpret.channels, ">= 1")
+    need(
+        conf.interpret.min_map_size >= 1,
+        "interpret.min_map_size",
+        conf.interpret.min_map_size,
+        "pixels, >= 1",
+    )
     registry.check_rules(conf)
 
 

@@ -1,8 +1,10 @@
 """What every diagnostics rule returns: findings in plain words, with evidence and advice.
 
 A finding is a dict: ``code`` (str), ``severity`` (info | warning | error), ``message``
-(str), ``evidence`` ({name: number}) and ``advice`` (str); summary.json stores them under
-``diagnoses`` and report.md renders them.
+(str: what was seen, with its numbers), ``evidence`` ({name: number}), ``advice`` (str: what
+to try, fitted to the config), ``fix`` (the one change to try first, e.g.
+``optimizer.lr=0.001``, or None) and ``see`` (run-directory files that show the evidence);
+summary.json stores them under ``diagnoses`` and report.md renders them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ AVERAGE_ROWS = ("macro avg", "weighted avg")  # rows of the per-class report tha
 
 
 def diagnosis(
-    code: str, severity: str, message: str, evidence: dict[str, Any], advice: str
+    code: str,
+    severity: str,
+    message: str,
+    evidence: dict[str, Any],
+    advice: str,
+    *,
+    fix: str | None = None,
+    see: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One finding; ``severity`` is info | warning | error; evidence values are numbers."""
     if severity not in SEVERITIES:
@@ -28,6 +37,8 @@ def diagnosis(
         "message": message,
         "evidence": {k: _num(v) for k, v in evidence.items()},
         "advice": advice,
+        "fix": fix,
+        "see": list(see),
     }
 
 

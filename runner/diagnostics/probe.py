@@ -2,7 +2,9 @@
 
 A *unit* is a channel of a 4-D (N, C, H, W) activation or a feature (last dimension) of any
 other shape. A unit is *dead* when it is never positive over the probe batch — for ReLU and
-ReLU6 it then passes no gradient at all ("dying ReLU").
+ReLU6 it then passes no gradient at all ("dying ReLU"). A value of a bounded activation
+(sigmoid, tanh, hardtanh) is *saturated* when it lies within 2 % of the output range of a
+bound, where the activation's gradient is nearly zero.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 )
 # Activations whose gradient is exactly zero where the output is not positive.
 RELU_KINDS = ("ReLU", "ReLU6")
+# Bounded activations: (low, high) of the output; saturated within 2 % of the range.
+BOUNDS = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Hardtanh": (-1.0, 1.0)}
+SATURATION_MARGIN = 0.02
 
 
 def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -44,10 +49,11 @@ def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 class _Accumulator:
     """Running sums of one activation module's outputs over the probe chunks."""
 
-    def __init__(self, sample_values: int) -> None:
+    def __init__(self, sample_values: int, bounds: tuple[float, float] | None = None) -> None:
         self.unit_max: torch.Tensor | None = None
         self.total = self.total_sq = 0.0
         self.count = 0
+        self.bounds, self.saturated = bounds, 0
         self.sample_values = sample_values
         self.samples: list[np.ndarray] = []
 
@@ -67,6 +73,10 @@ class _Accumulator:
         self.total += out.sum().item()
         self.total_sq += out.square().sum().item()
         self.count += out.numel()
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            margin = SATURATION_MARGIN * (hi - lo)
+            self.saturated += int(((out <= lo + margin) | (out >= hi - margin)).sum().item())
         if self.sample_values:
             flat = out.flatten()
             step = max(1, flat.numel() // self.sample_values)
@@ -82,6 +92,7 @@ class _Accumulator:
             "units": units,
             "dead_units": dead,
             "dead_share": dead / units if units else float("nan"),
+            "saturated_share": self.saturated / n if self.bounds is not None else float("nan"),
             "mean": mean,
             "std": var**0.5,
         }
@@ -92,7 +103,10 @@ def _hooked(model: nn.Module, sample_values: int) -> Iterator[dict[str, _Accumul
     accs: dict[str, _Accumulator] = {}
     handles = []
     for name, module in activation_modules(model):
-        acc = accs.setdefault(name, _Accumulator(sample_values))
+        bounds = BOUNDS.get(type(module).__name__)
+        if isinstance(module, nn.Hardtanh) and not isinstance(module, nn.ReLU6):
+            bounds = (float(module.min_val), float(module.max_val))
+        acc = accs.setdefault(name, _Accumulator(sample_values, bounds))
         handles.append(module.register_forward_hook(lambda _m, _i, out, acc=acc: acc.add(out)))
     try:
         yield accs
@@ -108,8 +122,9 @@ def probe(
     """Run ``batches`` through ``model`` in eval mode with hooks on its activation modules.
 
     Returns one row per activation module (layer, kind, units, dead_units, dead_share,
-    mean, std) and, when ``sample_values`` > 0, about that many output values per module
-    per batch (for histograms). The model's train/eval mode is restored afterwards.
+    saturated_share (NaN for unbounded activations), mean, std) and, when
+    ``sample_values`` > 0, about that many output values per module per batch (for
+    histograms). The model's train/eval mode is restored afterwards.
     """
     kinds = {name: type(m).__name__ for name, m in activation_modules(model)}
     if not kinds or not batches:

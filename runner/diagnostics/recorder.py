@@ -3,35 +3,37 @@
 - gradient L2 norm of every parameter every ``interval`` optimizer steps — one fused
   ``torch._foreach_norm`` kept on the device; copied to the CPU once per epoch;
 - training loss and learning rate of every step;
-- dead units and activation mean/std of every activation module on a fixed probe batch of
-  training images, at the start and at each epoch end (hooks exist only during the probe);
+- dead units, saturation and activation mean/std of every activation module on a fixed
+  probe batch of training images, at the start and at each epoch end (hooks exist only
+  during the probe);
 - weight norms per epoch and weight samples at the start (for start-vs-end histograms).
+
+Recording uses NumPy and torch only (:mod:`runner.diagnostics.records`); pandas tables are
+built after training.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from runner.callbacks import Callback
 from runner.data.base import Split
 from runner.data.loader import BatchLoader
 from runner.diagnostics.probe import probe
+from runner.diagnostics.records import StepLog, WeightLog, activations_table, layer_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 PROBE_VALUES = 2**21  # input values per probe forward pass (bounds activation memory)
 WEIGHT_SAMPLE = 50_000  # weights per layer kept for the start-vs-end histograms
 MIN_RECORDS = 4  # gradient records per epoch at least (shorter interval for short epochs)
-
-
-def layer_name(param_name: str) -> str:
-    """``features.0.conv.weight`` → ``features.0.conv``."""
-    return param_name[: -len(".weight")] if param_name.endswith(".weight") else param_name
 
 
 class TrainingRecorder(Callback):
@@ -55,16 +57,9 @@ class TrainingRecorder(Callback):
         self.weight_histograms, self.seed = weight_histograms, seed
         self.params: list[tuple[str, torch.nn.Parameter]] = []
         self.epoch = 0
-        self._norms: list[torch.Tensor] = []
-        self._norm_steps: list[tuple[int, int]] = []
-        self._losses: list[torch.Tensor] = []
-        self._lrs: list[tuple[int, int, float]] = []
-        self.grad_blocks: list[pd.DataFrame] = []
-        self.step_blocks: list[pd.DataFrame] = []
+        self.step_log = StepLog()
+        self.weight_log = WeightLog(WEIGHT_SAMPLE, seed)
         self.activation_rows: list[dict[str, Any]] = []
-        self.weight_rows: list[dict[str, Any]] = []
-        self.weights_start: dict[str, np.ndarray] = {}
-        self._weight_idx: dict[str, torch.Tensor] = {}
         self.probe_batches: list[torch.Tensor] = []
         self.start_sample_values = 0  # activation values kept per layer from the first probe
         self.act_start: dict[str, np.ndarray] = {}  # ... for the start-vs-end histograms
@@ -77,9 +72,9 @@ class TrainingRecorder(Callback):
         self.every = min(self.interval, per_epoch) if self.interval else 0
         self.epoch = loop.state.epoch
         self.probe_batches = self._probe_batches(loop)
-        self._record_weights(loop.state.epoch)
+        self.weight_log.record(loop.state.epoch, self.weight_layers())
         if self.weight_histograms:
-            self._sample_start_weights()
+            self.weight_log.sample_start(self.weight_layers())
         self.act_start = self._probe(loop, loop.state.epoch, self.start_sample_values)
 
     def on_epoch_start(self, loop: Any, epoch: int) -> None:
@@ -103,94 +98,54 @@ class TrainingRecorder(Callback):
         if scaler.is_enabled():  # 16-mixed: gradients are scaled by the loss scale
             scale = getattr(scaler, "_scale", None)
             vector = vector / (scale if scale is not None else scaler.get_scale())
-        self._norms.append(vector)
-        self._norm_steps.append((step, self.epoch))
+        self.step_log.add_norms(step, self.epoch, vector)
 
     def on_train_batch_end(self, loop: Any, epoch: int, batch: int, loss: Any) -> None:
-        self._losses.append(loss.detach())
-        self._lrs.append((loop.state.global_step, epoch, loop.lr))
+        self.step_log.add_loss(loop.state.global_step, epoch, loop.lr, loss)
 
     def on_epoch_end(self, loop: Any, epoch: int, row: dict[str, float]) -> None:
-        self._flush()
-        self._record_weights(epoch)
+        self.step_log.flush()
+        self.weight_log.record(epoch, self.weight_layers())
         self._probe(loop, epoch)
 
     def on_fit_end(self, loop: Any, status: str) -> None:
-        self._flush()  # an interrupted or diverged epoch keeps what it recorded
+        self.step_log.flush()  # an interrupted or diverged epoch keeps what it recorded
 
     # ------------------------------------------------------------------ tables
     def gradients(self) -> pd.DataFrame:
         """Long table: step, epoch, layer, index, numel, grad_norm, grad_rms (weight layers)."""
-        cols = ["step", "epoch", "layer", "index", "numel", "grad_norm", "grad_rms"]
-        return pd.concat(self.grad_blocks, ignore_index=True) if self.grad_blocks else _empty(cols)
+        keep = [i for i, (_, p) in enumerate(self.params) if p.ndim >= 2]
+        names = [layer_name(self.params[i][0]) for i in keep]
+        numel = np.array([self.params[i][1].numel() for i in keep], dtype=np.float64)
+        return self.step_log.gradients_table(names, numel, keep)
 
     def steps(self) -> pd.DataFrame:
         """One row per optimizer step: step, epoch, lr, loss (and grad_norm where recorded)."""
-        cols = ["step", "epoch", "lr", "loss", "grad_norm"]
-        return pd.concat(self.step_blocks, ignore_index=True) if self.step_blocks else _empty(cols)
+        return self.step_log.steps_table()
 
     def activations(self) -> pd.DataFrame:
-        """Per epoch (0 = before training) and activation module: dead share, mean, std."""
-        cols = ["epoch", "layer", "kind", "units", "dead_units", "dead_share", "mean", "std"]
-        return pd.DataFrame(self.activation_rows, columns=cols)
+        """Per epoch (0 = before training) and activation module: dead share, saturation,
+        mean, std."""
+        return activations_table(self.activation_rows)
 
     def weight_stats(self) -> pd.DataFrame:
         """Per epoch (0 = start) and weight layer: L2 norm and RMS of the weights."""
-        return pd.DataFrame(self.weight_rows, columns=["epoch", "layer", "numel", "norm", "rms"])
+        return self.weight_log.table()
 
     def weight_layers(self) -> list[tuple[str, torch.nn.Parameter]]:
         """Weight matrices and kernels (ndim >= 2): conv, linear, embedding, recurrent."""
         return [(layer_name(n), p) for n, p in self.params if p.ndim >= 2]
 
+    @property
+    def weights_start(self) -> dict[str, np.ndarray]:
+        """The sampled weights of each layer before training."""
+        return self.weight_log.start
+
     def weights_end(self) -> dict[str, np.ndarray]:
         """The same sampled weights as :attr:`weights_start`, now."""
-        out = {}
-        for name, p in self.weight_layers():
-            if name in self._weight_idx:
-                out[name] = p.detach().flatten()[self._weight_idx[name]].float().cpu().numpy()
-        return out
+        return self.weight_log.sample_now(self.weight_layers())
 
     # ------------------------------------------------------------------ internals
-    def _flush(self) -> None:
-        """Copy the device-side records of the epoch to the CPU (the one sync per epoch)."""
-        if self._losses:
-            losses = torch.stack([v.float() for v in self._losses]).cpu().numpy()
-            steps = pd.DataFrame(self._lrs, columns=["step", "epoch", "lr"])
-            steps["loss"] = losses
-            steps["grad_norm"] = np.nan
-            self._losses, self._lrs = [], []
-        else:
-            steps = None
-        if self._norms:
-            norms = torch.stack(self._norms).cpu().numpy().astype(np.float64)  # (records, params)
-            block = self._grad_block(norms, self._norm_steps)
-            totals = pd.Series(np.sqrt((norms**2).sum(1)), index=[s for s, _ in self._norm_steps])
-            totals = totals[~totals.index.duplicated(keep="last")]
-            if steps is not None:
-                steps["grad_norm"] = steps["step"].map(totals)
-            self.grad_blocks.append(block)
-            self._norms, self._norm_steps = [], []
-        if steps is not None:
-            self.step_blocks.append(steps)
-
-    def _grad_block(self, norms: np.ndarray, steps: list[tuple[int, int]]) -> pd.DataFrame:
-        keep = [i for i, (_, p) in enumerate(self.params) if p.ndim >= 2]
-        names = [layer_name(self.params[i][0]) for i in keep]
-        numel = np.array([self.params[i][1].numel() for i in keep], dtype=np.float64)
-        sub = norms[:, keep]
-        records, layers = sub.shape
-        return pd.DataFrame(
-            {
-                "step": np.repeat([s for s, _ in steps], layers),
-                "epoch": np.repeat([e for _, e in steps], layers),
-                "layer": np.tile(names, records),
-                "index": np.tile(np.arange(layers), records),
-                "numel": np.tile(numel.astype(np.int64), records),
-                "grad_norm": sub.ravel(),
-                "grad_rms": (sub / np.sqrt(numel)).ravel(),
-            }
-        )
-
     def _probe_batches(self, loop: Any) -> list[torch.Tensor]:
         split = self.data.train
         n = min(self.probe_size, len(split))
@@ -210,33 +165,3 @@ class TrainingRecorder(Callback):
         rows, samples = probe(loop.model, self.probe_batches, sample_values)
         self.activation_rows += [{"epoch": epoch, **r} for r in rows]
         return samples
-
-    @torch.no_grad()
-    def _record_weights(self, epoch: int) -> None:
-        layers = self.weight_layers()
-        if not layers:
-            return
-        norms = torch.stack(torch._foreach_norm([p.detach() for _, p in layers])).float().cpu()
-        for (name, p), norm in zip(layers, norms.tolist()):
-            self.weight_rows.append(
-                {
-                    "epoch": epoch,
-                    "layer": name,
-                    "numel": p.numel(),
-                    "norm": norm,
-                    "rms": norm / p.numel() ** 0.5,
-                }
-            )
-
-    def _sample_start_weights(self) -> None:
-        g = torch.Generator().manual_seed(self.seed)
-        for name, p in self.weight_layers():
-            n = p.numel()
-            idx = torch.randperm(n, generator=g)[:WEIGHT_SAMPLE] if n > WEIGHT_SAMPLE else None
-            idx = torch.arange(n) if idx is None else idx
-            self._weight_idx[name] = idx.to(p.device)
-            self.weights_start[name] = p.detach().flatten()[idx.to(p.device)].float().cpu().numpy()
-
-
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(columns=columns)

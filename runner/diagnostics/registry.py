@@ -37,17 +37,25 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner.diagnostics.finding import AVERAGE_ROWS, by_severity
+from runner.diagnostics.context import RunContext, SweepContext
+from runner.diagnostics.finding import by_severity
 from runner.errors import ConfigError
 from runner.registry import Registry, resolve
 from runner.schema.diagnostics import DiagnosticsBaseConf
 
-if TYPE_CHECKING:
-    import pandas as pd
+__all__ = [
+    "RunContext",
+    "SweepContext",
+    "diagnose",
+    "register_rule",
+    "registered_rules",
+    "sweep_diagnoses",
+    "unregister_rule",
+]
 
 SCOPES = ("run", "sweep")
 BUILTINS = "runner.diagnostics.rules"  # the package whose modules register the built-in rules
@@ -117,55 +125,6 @@ def registered_rules(scope: str | None = None) -> list[RuleEntry]:
     _load_builtins()
     entries = [RULES.get(n) for n in RULES]
     return [e for e in entries if scope is None or e.scope == scope]
-
-
-# ----------------------------------------------------------------------------- contexts
-@dataclass
-class RunContext:
-    """Everything a run-level rule may read; tables are those written to the run directory.
-
-    history: ``metrics.csv`` rows (epoch, train_loss, train_acc, val_loss, val_acc, lr, ...).
-    summary: the run's summary so far (status, stop_reason, epochs_run, precision, classes,
-        ...; see ``summary.json``).
-    report: the per-class test table (``eval/classification_report.csv``: class, precision,
-        recall, f1, support, auc, plus "macro avg" / "weighted avg" rows); None = no test.
-    gradients / steps / activations: ``diagnostics/gradients.csv``, ``steps.csv``,
-        ``activations.csv`` (:class:`runner.diagnostics.recorder.TrainingRecorder`).
-    num_classes: 0 = from ``summary["classes"]``, else from the report.
-    config: the run's config as plain data (resolved), ``{}`` when unknown.
-    """
-
-    history: pd.DataFrame = field(default_factory=lambda: _frame())
-    summary: dict[str, Any] = field(default_factory=dict)
-    report: pd.DataFrame | None = None
-    gradients: pd.DataFrame | None = None
-    steps: pd.DataFrame | None = None
-    activations: pd.DataFrame | None = None
-    num_classes: int = 0
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.num_classes:
-            classes = self.summary.get("classes") or []
-            if classes:
-                self.num_classes = len(classes)
-            elif self.report is not None:
-                self.num_classes = int((~self.report["class"].isin(AVERAGE_ROWS)).sum())
-
-
-@dataclass
-class SweepContext:
-    """What a sweep-level rule reads: one dict per run, ``{"model": name, "summary":
-    summary.json dict, "metrics": metrics.csv DataFrame, "job": number, "overrides": [...]}``
-    (the last two where known)."""
-
-    runs: list[dict[str, Any]]
-
-
-def _frame() -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame()
 
 
 # ----------------------------------------------------------------------------- schema

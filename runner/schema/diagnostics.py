@@ -20,7 +20,7 @@ class InterpretConf:
     images: int = MISSING
     feature_maps: int = MISSING
     channels: int = MISSING
-    gradcam_min_size: int = MISSING
+    min_map_size: int = MISSING
 
 
 @dataclass
@@ -35,6 +35,7 @@ class DiagnosticsBaseConf:
     max_layers: int = MISSING
     figures: bool = MISSING
     evaluation: bool = MISSING
+    roc_table_auc: float = MISSING
     misclassified: int = MISSING
     interpret: InterpretConf = field(default_factory=InterpretConf)
 

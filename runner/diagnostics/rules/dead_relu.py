@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from runner.diagnostics import advice as adv
+from runner.diagnostics.advice import Change, advise
 from runner.diagnostics.finding import diagnosis, pct
 from runner.diagnostics.probe import RELU_KINDS
 from runner.diagnostics.registry import RunContext, register_rule
@@ -38,7 +40,8 @@ def dead_relu(context: RunContext, c: DeadReluConf) -> list[dict[str, Any]]:
         return []
     start = relu[relu["epoch"] == first_epoch].set_index("layer")["dead_share"]
     worst = flagged.iloc[0]
-    dead_at_start = bool(start.get(worst["layer"], 0.0) >= c.max_share)
+    start_share = float(start.get(worst["layer"], 0.0))
+    dead_at_start = start_share >= c.max_share
     shown = ", ".join(f"{r.layer} {pct(r.dead_share)}" for r in flagged.head(5).itertuples())
     message = (
         f"Dying ReLU: {len(flagged)} of {len(last)} ReLU layers have at least "
@@ -47,29 +50,51 @@ def dead_relu(context: RunContext, c: DeadReluConf) -> list[dict[str, Any]]:
         + (
             "; they were already dead before training."
             if dead_at_start
-            else f"; they died during training (epoch {int(first_epoch)}: "
-            f"{pct(start.get(worst['layer'], 0.0))} in {worst['layer']})."
+            else f"; they died during training ({worst['layer']}: {pct(start_share)} before "
+            f"training)."
         )
     )
-    advice = (
-        "Lower the learning rate; use LeakyReLU or Mish (model.activation=leaky_relu); He "
-        "initialisation with zero biases (model.init=kaiming); BatchNorm before the activation "
-        "(model.batch_norm=true)."
-        + (
-            " Check the initialisation: units dead at the start never recover."
-            if dead_at_start
-            else ""
-        )
-    )
+    words, items = _causes(context, dead_at_start)
+    if words:
+        message += " Most likely: " + "; ".join(words) + "."
+    text, fix = advise(context.settings, items)
     evidence = {f"dead_share[{r.layer}]": r.dead_share for r in flagged.itertuples()}
     evidence.update(
         layers_flagged=len(flagged),
         relu_layers=len(last),
         epoch=int(last_epoch),
-        start_share=start.get(worst["layer"], math.nan),
+        start_share=start_share if len(start) else math.nan,
     )
     severity = "error" if worst["dead_share"] >= c.error_share else "warning"
-    return [diagnosis("dead_relu", severity, message, evidence, advice)]
+    see = ["diagnostics/activations.png", "diagnostics/activations.csv"]
+    return [diagnosis("dead_relu", severity, message, evidence, text, fix=fix, see=see)]
+
+
+def _causes(
+    context: RunContext, dead_at_start: bool
+) -> tuple[list[str], list[Change | str | None]]:
+    s = context.settings
+    words: list[str] = []
+    items: list[Change | str | None] = []
+    lr = adv.lr_suspect(s, None, "high")
+    if lr is not None and not dead_at_start:
+        words.append(lr.words)
+        items.append(lr.change)
+    if s.get("model.batch_norm") is False:
+        words.append("no BatchNorm before the activations (`model.batch_norm=false`)")
+    items += [
+        Change("model.batch_norm", True, "normalises what enters each ReLU"),
+        Change("model.activation", "leaky_relu", "keeps a small gradient below zero"),
+        Change("model.init", "kaiming"),
+    ]
+    if dead_at_start:
+        items.append(
+            "check the initialisation and the input normalisation: units dead at the start "
+            "never recover"
+        )
+    elif lr is None and s.get("optimizer.lr") is not None:
+        items.append(Change("optimizer.lr", float(s.get("optimizer.lr")) / 10, "÷10", "down"))
+    return words, items
 
 
 register_rule(

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import MISSING
 
+from runner.diagnostics.advice import Change, advise
 from runner.diagnostics.finding import diagnosis
 from runner.diagnostics.registry import RunContext, register_rule
+from runner.diagnostics.rules.diverged import stability_changes
 from runner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,16 +29,45 @@ class GradientConf:
     edge_layers: float = MISSING
 
 
-VANISHING_ADVICE = (
-    "Use ReLU-family activations instead of sigmoid/tanh (model.activation=relu), "
-    "He initialisation (model.init=kaiming), BatchNorm (model.batch_norm=true), "
-    "residual connections (model=resnet18) or fewer layers."
-)
-EXPLODING_ADVICE = (
-    "Clip gradients (trainer.grad_clip=1.0), lower the learning rate (optimizer.lr ÷10), add "
-    "BatchNorm (model.batch_norm=true), use a warm-up (scheduler.warmup_epochs=1) and a "
-    "standard initialisation (model.init=kaiming)."
-)
+SEE = ["diagnostics/gradient_flow.png", "diagnostics/gradients.csv"]
+NO_GRADIENT = 1e-20  # an RMS gradient per weight at most this is none at all
+BOUNDED = ("sigmoid", "tanh")
+
+
+def vanishing_advice(context: RunContext) -> tuple[list[str], str, str | None]:
+    """What lets gradients reach the first layers, for this config: the suspicious settings
+    in words, the advice and its fix."""
+    s = context.settings
+    words: list[str] = []
+    activation = str(s.get("model.activation", "") or "")
+    if activation in BOUNDED:
+        words.append(f"`model.activation={activation}`{_bounded_words(context, activation)}")
+    if s.get("model.batch_norm") is False:
+        words.append("no BatchNorm (`model.batch_norm=false`)")
+    if s.get("model.shortcut") is False:
+        words.append("no shortcuts (`model.shortcut=false`, a plain net)")
+    items: list[Change | str | None] = [
+        Change("model.activation", "relu", "does not saturate") if activation in BOUNDED else None,
+        Change("model.batch_norm", True),
+        Change("model.shortcut", True, "residual connections"),
+        Change("model.init", "kaiming"),
+        "or fewer layers",
+    ]
+    text, fix = advise(s, items)
+    return words, text, fix
+
+
+def _bounded_words(context: RunContext, activation: str) -> str:
+    """Why a sigmoid or tanh stack loses gradient: saturated outputs where the probe saw
+    them (at least 10 %), else the derivative's ceiling."""
+    acts = context.activations
+    if acts is not None and "saturated_share" in acts and acts["saturated_share"].notna().any():
+        last = acts[acts["epoch"] == acts["epoch"].max()]
+        share = float(last["saturated_share"].mean())
+        if share >= 0.1:
+            return f" saturates: {100 * share:.0f} % of its outputs are within 2 % of a bound"
+    ceiling = "0.25" if activation == "sigmoid" else "1, and less away from 0"
+    return f": its derivative is at most {ceiling}, so the gradient shrinks layer by layer"
 
 
 def layer_gradients(gradients: pd.DataFrame) -> pd.DataFrame:
@@ -73,25 +104,42 @@ def gradients(context: RunContext, c: GradientConf) -> list[dict[str, Any]]:
                 f"{ratio:.1e} times those of the last {k} (median RMS gradient per weight "
                 f"{early:.1e} vs {late:.1e}; layers {names}), so the early layers barely learn."
             )
+            if early <= NO_GRADIENT:
+                message = (
+                    f"Vanishing gradients: the first {k} weight layer(s) receive no gradient at "
+                    f"all (median RMS gradient per weight {early:.1e} vs {late:.1e} for the last; "
+                    f"layers {names}): units in between pass none — dead ReLUs do this."
+                )
             severity = "error" if ratio < c.vanishing_ratio**2 else "warning"
+            words, text, fix = vanishing_advice(context)
+            if words:
+                message += " Most likely: " + "; ".join(words) + "."
             out.append(
-                diagnosis("vanishing_gradients", severity, message, evidence, VANISHING_ADVICE)
+                diagnosis(
+                    "vanishing_gradients", severity, message, evidence, text, fix=fix, see=SEE
+                )
             )
         elif ratio > c.exploding_ratio:
             message = (
                 f"Early layers receive gradients {ratio:.1e} times larger than the last layers "
                 f"(median RMS gradient per weight {early:.1e} vs {late:.1e}): they grow unstably."
             )
-            out.append(
-                diagnosis("exploding_gradients", "warning", message, evidence, EXPLODING_ADVICE)
-            )
+            out.append(_exploding(context, "warning", message, evidence))
     precision = str(context.summary.get("precision", "32"))
-    out += _global_norm(c, steps, precision)
+    out += _global_norm(context, c, steps, precision)
     return out
 
 
+def _exploding(context: RunContext, severity: str, message: str, evidence: dict) -> dict:
+    words, items = stability_changes(context)
+    if words:
+        message += " Most likely: " + "; ".join(words) + "."
+    text, fix = advise(context.settings, items)
+    return diagnosis("exploding_gradients", severity, message, evidence, text, fix=fix, see=SEE)
+
+
 def _global_norm(
-    c: GradientConf, steps: pd.DataFrame | None, precision: str
+    context: RunContext, c: GradientConf, steps: pd.DataFrame | None, precision: str
 ) -> list[dict[str, Any]]:
     if steps is None or "grad_norm" not in steps or steps["grad_norm"].isna().all():
         return []
@@ -109,14 +157,13 @@ def _global_norm(
         "non_finite_records": bad,
         "threshold": c.exploding_norm,
     }
-    what = f"{bad} recorded steps had NaN/inf gradients" if bad else ""
+    what = f"{bad} recorded step{'s' if bad > 1 else ''} had NaN/inf gradients" if bad else ""
     if peak > c.exploding_norm and math.isfinite(peak):
         what = (what + "; " if what else "") + (
             f"the global gradient norm reached {peak:.3g} (median "
             f"{evidence['median_grad_norm']:.3g}, threshold {c.exploding_norm:g})"
         )
-    message = f"Exploding gradients: {what}."
-    return [diagnosis("exploding_gradients", "error", message, evidence, EXPLODING_ADVICE)]
+    return [_exploding(context, "error", f"Exploding gradients: {what}.", evidence)]
 
 
 def _geomean(values: np.ndarray) -> float:
