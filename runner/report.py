@@ -15,6 +15,8 @@ STATUS_WORDS = {
     "early_stopped": "stopped early (the monitored metric stopped improving)",
     "diverged": "stopped because the loss became NaN or infinite",
     "interrupted": "stopped by a signal; it can be resumed with trainer.resume=true",
+    "time_limit": "stopped at an epoch end when trainer.max_time ran out; resume with a "
+    "larger trainer.max_time and trainer.resume=true",
     "failed": "failed with an error",
 }
 
@@ -138,6 +140,8 @@ def render(
         "train_seconds",
         "images_per_second",
         "device",
+        "precision",
+        "channels_last",
     ]
     out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
     out += [f"| {k} | {_fmt(summary.get(k))} |" for k in keys if k in summary]
