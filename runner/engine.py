@@ -151,7 +151,7 @@ class Loop:
         }
 
     def _step(
-        self, x: torch.Tensor, y: torch.Tensor, epoch: int, batch: int
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, batch: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward of one batch; an optimizer step after every
         ``accumulate_grad_batches`` batches (and after the epoch's last)."""
