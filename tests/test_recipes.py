@@ -314,3 +314,34 @@ def test_default_run_records_what_auto_picked(tmp_path, digits_cfg):
     assert summary["channels_last"] is native
     report = (tmp_path / "run" / "report.md").read_text()
     assert f"| precision | {summary['precision']} |" in report
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
+        ("trainer.max_time=ten minutes", "trainer.max_time"),
+        ("trainer.mixup_alpha=-1", "trainer.mixup_alpha"),
+        ("trainer.mix_prob=1.5", "trainer.mix_prob"),
+        ("trainer.channels_last=maybe", "trainer.channels_last"),
+        ("dataset.folds=1", "dataset.folds"),
+        ("dataset.augment.policy_magnitude=31", "dataset.augment.policy_magnitude"),
+        ("dataset.augment.random_erasing=2", "dataset.augment.random_erasing"),
+    ],
+)
+def test_recipe_settings_out_of_range_are_refused(override, key):
+    from runner.validate import validate
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(compose_cfg([override]))
+
+
+def test_fold_outside_the_folds_and_folds_with_subset_are_refused():
+    from runner.validate import validate
+
+    with pytest.raises(ConfigError, match="dataset.fold="):
+        validate(compose_cfg(["dataset.folds=3", "dataset.fold=3"]))
+    with pytest.raises(ConfigError, match="dataset.subset"):
+        validate(compose_cfg(["dataset.folds=3", "dataset.subset=0.5"]))
+    with pytest.raises(Exception, match="autoaugment"):  # not a choice: Hydra lists them
+        compose_cfg(["dataset.augment.policy=autoaugment"])
