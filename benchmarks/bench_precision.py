@@ -8,8 +8,8 @@ two so both see the same machine load. Each row records the precision and memory
 accuracy; the table gives per-setting means and the auto / fp32 speed ratio.
 
 Cases (``--cases``): custom_cnn and resnet18 on digits (8x8) and on the MNIST t10k file
-divided 7 000 / 1 000 / 2 000 (``dataset.use_test_as_train=true``; ResNet-18 on 100
-images per class), bilstm on NusaX-Senti (a text model: it does not read images). MNIST and
+divided 7 000 / 1 000 / 2 000 (``dataset.use_test_as_train=true``; ResNet-18 on 30
+training images per class), bilstm on NusaX-Senti (a text model: it does not read images). MNIST and
 NusaX come from ``--data`` (default ``../shared/data``); cases whose files are absent are
 skipped.
 
@@ -40,7 +40,7 @@ MNIST = ["dataset=mnist", "dataset.use_test_as_train=true", "dataset.test_fracti
 # name -> (overrides, data folder needed under --data or None)
 CASES: dict[str, tuple[list[str], str | None]] = {
     "cnn_digits": (["model=custom_cnn", "trainer.max_epochs=10"], None),
-    "cnn_mnist": (["model=custom_cnn", *MNIST, "trainer.max_epochs=3"], "mnist"),
+    "cnn_mnist": (["model=custom_cnn", *MNIST, "trainer.max_epochs=2"], "mnist"),
     "resnet18_digits": (["model=resnet18", "trainer.max_epochs=6"], None),
     "resnet18_mnist": (
         ["model=resnet18", *MNIST, "dataset.subset=100", "trainer.max_epochs=3"],
