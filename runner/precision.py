@@ -9,8 +9,8 @@
 - channels_last ``auto`` → true for image models with convolutions when the resolved
   precision is bf16 or 16-mixed (oneDNN's and cuDNN's fast low-precision convolution
   kernels want NHWC: bf16 + channels_last trains the custom CNN 2.2x and ResNet-18 2.4x
-  faster than fp32 on an AVX-512 BF16 CPU, bf16 alone 1.2–1.6x); false otherwise (fp32
-  on this project's AVX2 CPU: measured no faster, benchmarks/README.md).
+  faster than fp32 on an AVX-512 BF16 CPU, bf16 alone 1.2–1.6x); false otherwise: at fp32
+  no gain from it has been measured (benchmarks/README.md).
 
 The resolved values are what the loop uses and what summary.json and report.md record.
 """
