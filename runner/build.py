@@ -19,9 +19,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner.callbacks import Callback, Checkpointing, EarlyStopping, MetricsCSV
-from runner.data.mixing import build_mixer
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader, LoaderOptions
+from runner.data.mixing import build_mixer
 from runner.engine import Loop
 from runner.errors import ConfigError
 from runner.parts import LoopSettings, RunParts
