@@ -10,6 +10,18 @@ Compares, in one process and on the same CIFAR-format files:
   padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize`` through
   a ``DataLoader`` with ``num_workers`` 0 and 2.
 
+With ``--policies randaugment`` (the default runs ``none`` and ``randaugment`` side by
+side) every pipeline adds RandAugment (2 operations, magnitude 9) after the flip:
+
+- **ours** — ``dataset.augment.policy=randaugment``: an operation per image, batched on
+  the uint8 tensor (:mod:`runner.data.policy`);
+- **torchvision PIL** — ``transforms.RandAugment()`` on each PIL image in the
+  ``DataLoader``, as torchvision's classification reference does;
+- **torchvision v2 per image** — the same in-memory uint8 batches, with
+  ``transforms.v2.RandAugment`` called on each image tensor in turn (its random draw is
+  per call, so per-image randomness needs one call per image): the library path our
+  batched operations replace.
+
 (a) ``data``: one pass over the training images, batches consumed but no model.
 (b) ``train``: forward + backward + SGD step of the default custom_cnn; the time
 spent waiting for a batch (``data_s``) is reported against the time spent in the
@@ -72,27 +84,48 @@ def write_cifar(root: Path, images: int, seed: int = 0) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
-def ours(root: Path, batch_size: int, device: torch.device) -> BatchLoader:
+def ours(root: Path, batch_size: int, device: torch.device, policy: str = "none") -> BatchLoader:
+    augment = {"crop_padding": 4, "hflip": True}  # the other switches stay off
+    if policy != "none":
+        augment.update(policy=policy, policy_ops=2, policy_magnitude=9)
     data = load_cifar10(
-        root=str(root),
-        val_size=100,
-        normalize="half",
-        augment={"crop_padding": 4, "hflip": True},  # the other switches stay off
-        check_duplicates=False,
+        root=str(root), val_size=100, normalize="half", augment=augment, check_duplicates=False
     )
     options = LoaderOptions(batch_size=batch_size, device=device, train=True, seed=0)
     return BatchLoader(data.train, data, options)
 
 
-def torchvision_loader(root: Path, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
-    transform = T.Compose(
-        [
-            T.RandomCrop(32, padding=4),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(MEAN, STD),
-        ]
-    )
+class PerImageV2:
+    """In-memory uint8 batches (as ours) with torchvision v2's RandAugment called per image
+    after our batched crop and flip: the library's own per-image path."""
+
+    def __init__(self, loader: BatchLoader) -> None:
+        from torchvision.transforms import v2
+
+        self.loader, self.policy = loader, v2.RandAugment()
+        self.mean = torch.tensor(MEAN, device=loader.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(STD, device=loader.device).view(1, -1, 1, 1)
+
+    def epoch(self, epoch: int) -> Iterator:
+        from runner.data import augment as aug
+
+        loader = self.loader
+        g = loader._generator(epoch)
+        order = torch.randperm(len(loader.y), device=loader.device, generator=g)
+        for i in range(len(loader)):
+            idx = order[i * loader.batch_size : (i + 1) * loader.batch_size]
+            x = aug.random_crop_flip(loader.x[idx], 4, 0.5, g)  # uint8 in, uint8 out
+            x = torch.stack([self.policy(img) for img in x])
+            yield (x.float().div_(255) - self.mean) / self.std, loader.y[idx]
+
+
+def torchvision_loader(
+    root: Path, batch_size: int, workers: int, policy: str = "none"
+) -> torch.utils.data.DataLoader:
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    if policy == "randaugment":
+        steps.append(T.RandAugment())
+    transform = T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
     dataset = UncheckedCIFAR10(str(root), train=True, transform=transform)
     return torch.utils.data.DataLoader(
         dataset,
@@ -105,7 +138,7 @@ def torchvision_loader(root: Path, batch_size: int, workers: int) -> torch.utils
 
 
 def _batches(source: BatchLoader | torch.utils.data.DataLoader, epoch: int) -> Iterable:
-    return source.epoch(epoch) if isinstance(source, BatchLoader) else source
+    return source.epoch(epoch) if hasattr(source, "epoch") else source
 
 
 def _sync(device: torch.device) -> None:
@@ -166,11 +199,21 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 def run_threads(args: argparse.Namespace, root: Path) -> pd.DataFrame:
     """Data pass and training pass of each pipeline at the current torch thread count."""
+    return pd.concat([run_policy(args, root, p) for p in args.policies], ignore_index=True)
+
+
+def run_policy(args: argparse.Namespace, root: Path, policy: str) -> pd.DataFrame:
+    """Every pipeline with crop + flip (+ ``policy``)."""
     device = torch.device(args.device)
-    pipelines = {"ours (batched uint8 tensor)": lambda: ours(root, args.batch_size, device)}
+    bs = args.batch_size
+    pipelines = {"ours (batched uint8 tensor)": lambda: ours(root, bs, device, policy)}
+    if policy == "randaugment":
+        pipelines["torchvision v2, per image (in memory)"] = lambda: PerImageV2(
+            ours(root, bs, device)
+        )
     for w in args.workers:
         pipelines[f"torchvision PIL, num_workers={w}"] = lambda w=w: torchvision_loader(
-            root, args.batch_size, w
+            root, bs, w, policy
         )
     rows = []
     for name, make in pipelines.items():
@@ -190,6 +233,7 @@ def run_threads(args: argparse.Namespace, root: Path) -> pd.DataFrame:
     )
     base = frame[frame.pipeline.str.startswith("ours")].set_index("mode")["images_per_s"]
     frame["ours_speedup"] = base.reindex(frame["mode"]).to_numpy() / frame["images_per_s"]
+    frame.insert(0, "policy", policy)
     frame["device"] = str(device)
     frame["torch_threads"] = torch.get_num_threads()
     frame["machine"] = platform.processor() or platform.machine()
@@ -206,15 +250,15 @@ def _row(pipeline: str, mode: str, images: int, data_s: float, step_s: float) ->
 
 def markdown(frame: pd.DataFrame) -> str:
     lines = [
-        "| threads | pipeline | mode | images | images/s | data s | step s | data/step "
-        "| ours is x faster |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| threads | augmentation | pipeline | mode | images | images/s | data s | step s "
+        "| data/step | ours is x faster |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in frame.itertuples():
         share = "" if np.isnan(r.data_share_of_step) else f"{r.data_share_of_step:.1%}"
         step = f"{r.step_s:.2f}" if r.mode == "train" else ""
         lines.append(
-            f"| {r.torch_threads} | {r.pipeline} | {r.mode} | {r.images} "
+            f"| {r.torch_threads} | {r.policy} | {r.pipeline} | {r.mode} | {r.images} "
             f"| {r.images_per_s:,.0f} | {r.data_s:.2f} | {step} | {share} | {r.ours_speedup:.1f} |"
         )
     return "\n".join(lines)
@@ -231,10 +275,16 @@ def main() -> None:
         "--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
         help="torch thread counts to measure (default: 1 and torch's default)",
     )  # fmt: skip
+    parser.add_argument(
+        "--policies", nargs="+", default=["none", "randaugment"], choices=["none", "randaugment"],
+        help="crop + flip alone, and with RandAugment",
+    )  # fmt: skip
+    parser.add_argument("--out", default="", help="CSV path (default results/bench_data_<dev>.csv)")
     args = parser.parse_args()
     frame = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"bench_data_{frame['device'].iloc[0].replace(':', '')}.csv"
+    device = frame["device"].iloc[0].replace(":", "")
+    out = Path(args.out) if args.out else RESULTS / f"bench_data_{device}.csv"
     frame.to_csv(out, index=False, float_format="%.4g")
     print(markdown(frame))
     print(f"\nmachine {frame['machine'].iloc[0]}, {os.cpu_count()} CPUs; CSV: {out}")

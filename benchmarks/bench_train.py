@@ -21,7 +21,8 @@ ratios runner / plain.
 ``--compare precision`` instead pits the runner at fp32 against the runner at
 ``--precision`` (default bf16) with ``channels_last`` — the speed-up of
 ``trainer.precision=bf16 trainer.channels_last=true`` — and the same for the
-plain loop.
+plain loop. ``--compare channels_last`` pits the runner at ``--precision`` without
+channels_last against the same with it (what ``trainer.channels_last=auto`` decides on).
 
 Usage::
 
@@ -229,6 +230,14 @@ def make_loops(
         cfg = runner_cfg(model, args, base, steps)
         loops = {"runner": make_runner_loop(cfg), "plain": make_plain_loop(cfg, base)}
         return loops, [("plain", "runner")], steps, base.label
+    if args.compare == "channels_last":  # the runner at --precision without and with it
+        base, fast = Setting(args.precision, False), Setting(args.precision, True)
+        steps = pick_steps(model, args, base)
+        loops = {
+            base.label: make_runner_loop(runner_cfg(model, args, base, steps)),
+            fast.label: make_runner_loop(runner_cfg(model, args, fast, steps)),
+        }
+        return loops, [(base.label, fast.label)], steps, f"{base.label} vs {fast.label}"
     fast = Setting(args.precision if args.precision != "32" else "bf16", True)
     base = Setting("32", False)
     steps = pick_steps(model, args, base)
@@ -318,7 +327,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", default="32", choices=PRECISIONS)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
-    p.add_argument("--compare", default="loops", choices=("loops", "precision"))
+    p.add_argument("--compare", default="loops", choices=("loops", "precision", "channels_last"))
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--batch-size", type=int, default=0, help="0 = the model's default")
     p.add_argument("--steps", type=int, default=0, help="batches per timed epoch; 0 = auto")
@@ -339,7 +348,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         print(markdown([row]).splitlines()[-1], flush=True)
     print(f"\n{machine()}\n")
     print(markdown(rows))
-    tag = "precision" if args.compare == "precision" else args.precision
+    tag = {"precision": "precision", "channels_last": f"{args.precision}_channels_last"}.get(
+        args.compare, args.precision
+    )
     tag += "_cl" if args.channels_last and args.compare == "loops" else ""
     tag += "_compile" if args.compile else ""
     out = Path(args.out) if args.out else RESULTS / f"bench_train_{args.device}_{tag}.csv"

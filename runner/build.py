@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner.callbacks import Callback, Checkpointing, EarlyStopping, MetricsCSV
 from runner.data.base import DataBundle
 from runner.data.loader import BatchLoader, LoaderOptions
+from runner.data.mixing import build_mixer
 from runner.engine import Loop
 from runner.errors import ConfigError
 from runner.parts import LoopSettings, RunParts
@@ -57,11 +58,14 @@ def build_model(cfg: DictConfig, data: DataBundle) -> torch.nn.Module:
 @dataclass
 class BuiltRun:
     """What :func:`build_run` returns: the loop, the callback that tracks the best epoch,
-    and how evaluation batches are made (for the test pass after training)."""
+    how evaluation batches are made (for the test pass after training), and the precision
+    and memory format ``auto`` resolved to (:mod:`runner.precision`)."""
 
     loop: Loop
     checkpointing: Checkpointing
     eval_options: LoaderOptions
+    precision: str = "32"
+    channels_last: bool = False
 
 
 def build_run(
@@ -74,18 +78,22 @@ def build_run(
 ) -> BuiltRun:
     """Everything the loop needs, built from ``cfg`` (callbacks: metrics.csv, ``extra``,
     early stopping, then checkpointing, which must come last)."""
+    from runner.precision import resolve
+
     t = cfg.trainer
-    channels_last = bool(t.channels_last) and data.kind == "image"
+    precision, channels_last = resolve(t, device, data.kind, model)
+    log.info("precision %s (trainer.precision=%s), channels_last %s (trainer.channels_last=%s)",
+             precision, t.precision, channels_last, t.channels_last)  # fmt: skip
     memory = torch.channels_last if channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory)
     set_batchnorm(model, t.bn_momentum, t.bn_eps)
     eval_opts = LoaderOptions(int(t.eval_batch_size), device, channels_last=channels_last)
-    parts = build_parts(cfg, data, model, device, eval_opts)
+    parts = build_parts(cfg, data, model, device, eval_opts, precision)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     callbacks = build_callbacks(cfg, data, run, config, list(extra_callbacks))
     log.info("callbacks: %s", ", ".join(type(cb).__name__ for cb in callbacks))
     loop = Loop(parts, loop_settings(cfg, data), callbacks)
-    return BuiltRun(loop, callbacks[-1], eval_opts)
+    return BuiltRun(loop, callbacks[-1], eval_opts, precision, channels_last)
 
 
 def build_parts(
@@ -94,10 +102,13 @@ def build_parts(
     model: torch.nn.Module,
     device: torch.device,
     eval_opts: LoaderOptions,
+    precision: str | None = None,
 ) -> RunParts:
-    """Loaders, optimizer, scheduler, warm-up, EMA, loss and scaler of ``model`` (already on
-    ``device``, in its memory format)."""
+    """Loaders, optimizer, scheduler, warm-up, EMA, loss, scaler and batch mixer of
+    ``model`` (already on ``device``, in its memory format); ``precision``: the resolved
+    ``trainer.precision`` (None: the setting itself, which must not be auto)."""
     t = cfg.trainer
+    precision = str(t.precision) if precision is None else precision
     train_opts = replace(
         eval_opts,
         batch_size=int(t.batch_size),
@@ -111,8 +122,10 @@ def build_parts(
 
     groups = param_groups(cfg, model)
     optimizer = build_optimizer(cfg.optimizer, model, str(t.optimizer_impl), groups)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, int(t.max_epochs), len(train_loader))
-    warmup_steps = int(round(cfg.scheduler.warmup_epochs * len(train_loader)))
+    # schedules count optimizer steps: one per accumulate_grad_batches batches
+    steps = -(-len(train_loader) // int(t.accumulate_grad_batches))
+    scheduler = build_scheduler(cfg.scheduler, optimizer, int(t.max_epochs), steps)
+    warmup_steps = int(round(cfg.scheduler.warmup_epochs * steps))
     start = cfg.scheduler.warmup_start_factor
     warmup = Warmup(optimizer, warmup_steps, start) if warmup_steps else None
     return RunParts(
@@ -123,12 +136,20 @@ def build_parts(
         warmup=warmup,
         ema=build_ema(model, float(t.ema_decay)),
         criterion=build_loss(t, data, device),
-        scaler=torch.amp.GradScaler(device.type, enabled=str(t.precision) == "16-mixed"),
-        autocast_dtype=AUTOCAST_DTYPES.get(str(t.precision)),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "16-mixed"),
+        autocast_dtype=AUTOCAST_DTYPES.get(precision),
         train_loader=train_loader,
         val_loader=BatchLoader(data.val, data, val_opts),
         device=device,
+        mixer=_mixer(t, data),
     )
+
+
+def _mixer(t: DictConfig, data: DataBundle) -> Any:
+    mixer = build_mixer(t, data.kind, int(t.seed))
+    if mixer is not None:
+        log.info("batch mixing: %s", mixer)
+    return mixer
 
 
 def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
@@ -148,14 +169,17 @@ def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
         tta_flip=tta_flip,
         scheduler_per_step=str(cfg.scheduler.interval) == "step",
         plateau_monitor=str(cfg.scheduler.monitor) if plateau else None,
+        accumulate_grad_batches=int(t.accumulate_grad_batches),
     )
 
 
 def build_callbacks(
     cfg: DictConfig, data: DataBundle, run: RunDir, config: dict[str, Any], extra: list[Callback]
 ) -> list[Callback]:
-    """metrics.csv, the ``extra`` callbacks, early stopping, checkpointing (last)."""
+    """metrics.csv, the ``extra`` callbacks, early stopping, the time limit,
+    checkpointing (last)."""
     from runner import checkpoint
+    from runner.time_limit import TimeLimit, parse_duration
 
     t = cfg.trainer
     callbacks: list[Callback] = [MetricsCSV(run.write_metrics), *extra]
@@ -169,6 +193,11 @@ def build_callbacks(
                 float(stopping.min_delta),
             )
         )
+
+    budget = parse_duration(t.max_time)
+    if budget is not None:
+        log.info("time limit: %g s (trainer.max_time=%s)", budget, t.max_time)
+        callbacks.append(TimeLimit(budget))
 
     def payload(loop: Loop) -> dict[str, Any]:
         return checkpoint.payload(loop, loop.callbacks, config, data)

@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EpochSignal:
     """What a callback tells the loop at the end of an epoch: ``stop`` (a reason: end the
-    run early) and ``improved`` (this epoch is the best so far, for the log line)."""
+    run early, with ``status`` — early_stopped, or e.g. time_limit) and ``improved`` (this
+    epoch is the best so far, for the log line)."""
 
     stop: str | None = None
     improved: bool = False
+    status: str = "early_stopped"
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,8 @@ class Loop:
                     if row is None:  # interrupted mid-epoch: the last checkpoint stays
                         break
                     stop = self._end_epoch(row)
-                    if stop:
-                        result = FitResult("early_stopped", stop)
+                    if stop is not None:
+                        result = FitResult(stop.status, stop.stop)
                         break
             except Diverged as err:
                 result = FitResult("diverged", str(err))
@@ -117,7 +117,7 @@ class Loop:
         postfix_every = max(1, log_every // 5) if device.type == "cpu" else check_every
         bar = progress_bar(s.progress_bar, len(self.train_loader), f"epoch {epoch}")
         for i, (x, y) in enumerate(self.train_loader.epoch(epoch)):
-            loss, logits = self._step(x, y)
+            loss, logits = self._step(x, y, epoch, i)
             seen += y.shape[0]
             with torch.no_grad():
                 loss_sum += loss.detach().float() * y.shape[0]
@@ -153,16 +153,43 @@ class Loop:
             "images": seen,
         }
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, batch: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of one batch; an optimizer step after every
+        ``accumulate_grad_batches`` batches (and after the epoch's last)."""
+        parts, k = self.parts, self.settings.accumulate_grad_batches
+        if batch % k == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        mixed = None
+        if parts.mixer is not None:  # mixup / CutMix; accuracy stays on the hard labels y
+            x, mixed = parts.mixer.mix(x, y, (epoch, batch))
+        with self._autocast():
+            logits = parts.forward_model(x)
+            out = logits.float()
+            loss = parts.criterion(out, y) if mixed is None else mixed.loss(parts.criterion, out)
+        weight = self._accumulation_weight(batch, y.shape[0]) if k > 1 else 1.0
+        self.scaler.scale(loss * weight if k > 1 else loss).backward()
+        if (batch + 1) % k and batch + 1 < len(self.train_loader):
+            return loss, logits  # gradients accumulate over the next batches
+        self._optimizer_step()
+        return loss, logits
+
+    def _accumulation_weight(self, batch: int, size: int) -> float:
+        """This batch's share of the samples of its accumulation group, so the summed
+        gradient equals the gradient of the mean loss over the whole group."""
+        loader, k = self.train_loader, self.settings.accumulate_grad_batches
+        start, n = batch - batch % k, len(loader)
+        end = min(start + k, n)
+        last = loader.num_samples - (n - 1) * loader.batch_size  # the epoch's last batch
+        total = (end - start - 1) * loader.batch_size + (last if end == n else loader.batch_size)
+        return size / total
+
+    def _optimizer_step(self) -> None:
         parts = self.parts
         if parts.warmup is not None:
             parts.warmup.apply(self.state.global_step)
         self.lr = self.optimizer.param_groups[0]["lr"]
-        with self._autocast():
-            logits = parts.forward_model(x)
-            loss = parts.criterion(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
         self._notify("on_after_backward")
         if self.settings.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -176,7 +203,6 @@ class Loop:
         self.state.global_step += 1
         if parts.scheduler is not None and self.settings.scheduler_per_step:
             parts.scheduler.step()
-        return loss, logits
 
     # ------------------------------------------------------------------ evaluation
     def evaluated_model(self) -> torch.nn.Module:
@@ -212,8 +238,8 @@ class Loop:
         }
 
     # ------------------------------------------------------------------ epoch end
-    def _end_epoch(self, row: dict[str, float]) -> str | None:
-        """Record the epoch, step epoch schedulers, ask the callbacks; a reason to stop."""
+    def _end_epoch(self, row: dict[str, float]) -> EpochSignal | None:
+        """Record the epoch, step epoch schedulers, ask the callbacks; a signal to stop."""
         epoch = int(row["epoch"])
         self.state.epoch, self.state.history = epoch, [*self.state.history, row]
         scheduler = self.parts.scheduler
@@ -224,7 +250,7 @@ class Loop:
                 scheduler.step()
         signals = [s for s in self._notify("on_epoch_end", epoch=epoch, row=row) if s is not None]
         _log_epoch(row, self.settings.max_epochs, any(s.improved for s in signals))
-        return next((s.stop for s in signals if isinstance(s, EpochSignal) and s.stop), None)
+        return next((s for s in signals if isinstance(s, EpochSignal) and s.stop), None)
 
     def _notify(self, hook: str, **kwargs: Any) -> list[Any]:
         return [getattr(cb, hook)(self, **kwargs) for cb in self.callbacks]

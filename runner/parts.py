@@ -30,6 +30,7 @@ class LoopSettings:
     tta_flip: bool = False
     scheduler_per_step: bool = False
     plateau_monitor: str | None = None
+    accumulate_grad_batches: int = 1  # batches whose gradients one optimizer step sums
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunParts:
     forward_model: what the training step calls (the model, compiled or wrapped for
     data-parallel training). warmup: a :class:`runner.build.Warmup` or None. ema: torch's
     ``AveragedModel`` or None. autocast_dtype: bf16 / fp16 for mixed precision, else None.
+    mixer: a :class:`runner.data.mixing.BatchMixer` (mixup / CutMix) or None.
     """
 
     model: torch.nn.Module
@@ -53,6 +55,7 @@ class RunParts:
     train_loader: BatchLoader
     val_loader: BatchLoader
     device: torch.device
+    mixer: Any = None
 
 
 @dataclass

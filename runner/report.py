@@ -23,6 +23,8 @@ STATUS_WORDS = {
     "early_stopped": "stopped early (the monitored metric stopped improving)",
     "diverged": "stopped because the loss became NaN or infinite",
     "interrupted": "stopped by a signal; it can be resumed with trainer.resume=true",
+    "time_limit": "stopped at an epoch end when trainer.max_time ran out; resume with a "
+    "larger trainer.max_time and trainer.resume=true",
     "failed": "failed with an error",
 }
 SEVERITY_WORDS = {"error": "Problem", "warning": "Warning", "info": "Note"}
@@ -43,6 +45,8 @@ KEY_FIGURES = (
     "train_seconds",
     "images_per_second",
     "device",
+    "precision",
+    "channels_last",
 )
 CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds")
 OFF = (

@@ -59,10 +59,11 @@ COMPLETED = "completed"
 EARLY_STOPPED = "early_stopped"
 DIVERGED = "diverged"
 INTERRUPTED = "interrupted"
+TIME_LIMIT = "time_limit"  # trainer.max_time ran out; resumable with a larger budget
 FAILED = "failed"
 MISSING = "missing"  # no summary.json (yet)
 FINISHED = (COMPLETED, EARLY_STOPPED)  # ran to its end
-RESULTS = (*FINISHED, DIVERGED)  # a result (diverged is a finding, not an error)
+RESULTS = (*FINISHED, DIVERGED, TIME_LIMIT)  # a result (diverged is a finding, not an error)
 # files whose presence makes a folder a run directory
 MARKERS = (SUMMARY, METRICS, CONFIG)
 # errors of the file system that a user fixes (space, permissions), not bugs

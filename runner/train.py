@@ -211,6 +211,7 @@ def finish(
         title = f"{cfg.model.name} on {cfg.dataset.name}"
         plots.plot_curves(history, best.best_epoch, run / rundir.CURVES, title)
     summary = build_summary(cfg, run, loop, best.best_epoch, result, data, history, test)
+    summary["precision"], summary["channels_last"] = built.precision, built.channels_last
     sections: list[str] = []
     if plan is not None:
         summary["resumed"] = plan.describe()
@@ -314,7 +315,6 @@ def build_summary(
         "train_seconds": round(seconds, 3),
         "images_per_second": round(state.train_images / seconds, 1) if seconds else None,
         "device": str(loop.device),
-        "precision": str(cfg.trainer.precision),
         "classes": list(data.classes),
         "stop_reason": _stop_reason(result, state.epoch, run.checkpoint("last").exists()),
         "diagnoses": [],

@@ -108,6 +108,25 @@ def _validate_trainer(t: DictConfig) -> None:
     )
     _check(t.bn_eps is None or t.bn_eps > 0, "trainer.bn_eps", t.bn_eps, "must be null or > 0")
     _check(
+        str(t.channels_last).lower() in ("auto", "true", "false"),
+        "trainer.channels_last",
+        t.channels_last,
+        "valid values: auto, true, false",
+    )
+    for key in ("mixup_alpha", "cutmix_alpha"):
+        _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0 (0 = off)")
+    for key in ("mix_switch_prob", "mix_prob"):
+        _check(0 <= t[key] <= 1, f"trainer.{key}", t[key], "must be a probability in [0, 1]")
+    _check(
+        t.accumulate_grad_batches >= 1,
+        "trainer.accumulate_grad_batches",
+        t.accumulate_grad_batches,
+        "must be a positive integer (1 = an optimizer step every batch)",
+    )
+    from runner.time_limit import parse_duration
+
+    parse_duration(t.max_time)  # raises ConfigError naming the key
+    _check(
         t.unfreeze_at_epoch >= 0,
         "trainer.unfreeze_at_epoch",
         t.unfreeze_at_epoch,
@@ -290,6 +309,21 @@ def _validate_dataset(d: DictConfig) -> None:
         d.subset,
         "must be >= 0 (0 = all; <= 1 a fraction; > 1 a count per class)",
     )
+    _check(d.folds >= 0 and d.folds != 1, "dataset.folds", d.folds, "must be 0 (off) or >= 2")
+    if d.folds:
+        _check(0 <= d.fold < d.folds, "dataset.fold", d.fold, f"must be in 0..{d.folds - 1}")
+        _check(
+            not d.subset,
+            "dataset.subset",
+            d.subset,
+            "cannot be combined with dataset.folds (the folds divide the whole train + val)",
+        )
+    a = d.augment
+    _check(0 <= a.policy_magnitude <= 30, "dataset.augment.policy_magnitude", a.policy_magnitude,
+           "must be a bin in 0..30")  # fmt: skip
+    _check(a.policy_ops >= 0, "dataset.augment.policy_ops", a.policy_ops, "must be >= 0")
+    _check(0 <= a.random_erasing <= 1, "dataset.augment.random_erasing", a.random_erasing,
+           "must be a probability in [0, 1]")  # fmt: skip
     for key in ("num_samples", "image_size", "channels", "num_classes"):
         if key in d:
             _check(d[key] > 0, f"dataset.{key}", d[key], "must be a positive integer")

@@ -190,3 +190,137 @@ def test_apply_on_cuda_matches_the_cpu_contract():
         A.crop_flip_with(x, 4, dy, dx, flip).cpu(),
         A.crop_flip_with(x.cpu(), 4, dy.cpu(), dx.cpu(), flip.cpu()),
     )
+
+
+# ------------------------------------------------------------------ policy augmentations
+
+from runner.data import policy as P  # noqa: E402
+
+
+def _reference(op: str, img: torch.Tensor, m: float) -> torch.Tensor:
+    """torchvision's own operation, as its RandAugment applies it (interpolation nearest)."""
+    import math
+
+    if op in ("Brightness", "Color", "Contrast", "Sharpness"):
+        name = {"Color": "saturation"}.get(op, op.lower())
+        return getattr(TF, f"adjust_{name}")(img, 1.0 + m)
+    if op == "Posterize":
+        return TF.posterize(img, int(m))
+    if op == "Solarize":
+        return TF.solarize(img, 255.0 * m)
+    if op in ("ShearX", "ShearY"):
+        shear = [math.degrees(math.atan(m)), 0.0][:: 1 if op == "ShearX" else -1]
+        return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0, shear=shear, center=[0, 0])
+    if op in ("TranslateX", "TranslateY"):
+        move = [int(m), 0][:: 1 if op == "TranslateX" else -1]
+        return TF.affine(img, angle=0.0, translate=move, scale=1.0, shear=[0.0, 0.0])
+    if op == "Rotate":
+        return TF.rotate(img, m)
+    return {"AutoContrast": TF.autocontrast, "Equalize": TF.equalize, "Invert": TF.invert}.get(
+        op, lambda i: i
+    )(img)
+
+
+MAGNITUDES = {
+    "Posterize": torch.arange(12.0) % 9,
+    "Solarize": torch.linspace(0, 1, 12),
+    "TranslateX": torch.linspace(-14, 14, 12),
+    "TranslateY": torch.linspace(-14, 14, 12),
+    "Rotate": torch.linspace(-135, 135, 12),
+}
+
+
+@pytest.mark.parametrize("op", P.OPS)
+@pytest.mark.parametrize("shape", [(3, 20, 24), (1, 20, 24), (3, 16, 16)], ids=str)
+def test_each_policy_operation_equals_torchvision_image_by_image(op, shape):
+    x = torch.randint(
+        0, 256, (12, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    m = MAGNITUDES.get(op, torch.linspace(-0.95, 0.95, 12))
+    ops = torch.full((12,), P.OP_ID[op])
+    out = P.apply_ops(x, ops, m)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    ref = torch.stack([_reference(op, x[i], float(m[i])) for i in range(12)])
+    diff = (out.int() - ref.int()).abs()
+    # colour blends may round one level apart where torchvision fuses a multiply-add
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.005, (op, diff.max())
+    if op in P.GEOMETRIC or op not in ("Color", "Sharpness"):
+        assert torch.equal(out, ref), op
+
+
+def test_mixed_operations_in_one_batch_each_match_their_own():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (60, 3, 24, 24), dtype=torch.uint8, generator=g)
+    ops = torch.arange(60) % len(P.OPS)
+    m = torch.rand(60, generator=g) * 0.9
+    m = torch.where(ops == P.OP_ID["Posterize"], (m * 8).round(), m)
+    m = torch.where(ops == P.OP_ID["Rotate"], m * 100, m)
+    out = P.apply_ops(x, ops, m)
+    for i in range(60):
+        ref = _reference(P.OPS[ops[i]], x[i], float(m[i]))
+        assert (out[i].int() - ref.int()).abs().max() <= 1, P.OPS[ops[i]]
+
+
+@pytest.mark.parametrize("policy", [p for p in P.POLICIES if p != "none"])
+def test_each_policy_varies_per_image_and_keeps_dtype_and_shape(policy):
+    one = torch.randint(
+        0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
+    )
+    x = one.expand(64, -1, -1, -1).contiguous()  # the same image 64 times
+    out = P.apply_policy(x, policy, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    distinct = {bytes(o.flatten().tolist()) for o in out}
+    assert len(distinct) >= 10, f"{policy}: only {len(distinct)} distinct results of 64"
+    again = P.apply_policy(x, policy, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded
+    grey = P.apply_policy(x[:, :1].contiguous(), policy, torch.Generator().manual_seed(0))
+    assert grey.shape == (64, 1, 32, 32) and grey.dtype == torch.uint8
+    with pytest.raises(TypeError, match="uint8"):
+        P.apply_policy(x.float(), policy, torch.Generator())
+
+
+def test_randaugment_draws_every_operation_and_both_signs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (4000, 1, 4, 4), dtype=torch.uint8)
+    choices = torch.tensor([P.OP_ID[o] for o in P.OPS if o != "Invert"])
+    ops = choices[torch.randint(len(choices), (4000,), generator=g)]
+    assert set(ops.tolist()) == set(choices.tolist())
+    signed = P._signed(torch.ones(4000), ops, g)
+    rotate = signed[ops == P.OP_ID["Rotate"]]
+    assert 0.4 < (rotate < 0).float().mean() < 0.6
+    assert (signed[ops == P.OP_ID["Posterize"]] > 0).all()  # unsigned operations keep theirs
+    assert P.rand_augment(x, g, num_ops=0).equal(x)
+
+
+def test_random_erasing_boxes_fit_and_follow_the_probability():
+    g = torch.Generator().manual_seed(0)
+    top, left, h, w = P.sample_erasing(5000, (32, 40), g, torch.device("cpu"))
+    drawn = h > 0
+    assert drawn.float().mean() > 0.95
+    assert ((top + h) <= 32).all() and ((left + w) <= 40).all() and (top >= 0).all()
+    area = (h * w)[drawn].float() / (32 * 40)
+    assert area.min() >= 0.015 and area.max() <= 0.34
+    x = torch.ones(2000, 3, 16, 16)
+    out = P.random_erasing(x, 0.5, g)
+    erased = (out == 0).flatten(1).any(1).float().mean()
+    assert 0.43 < erased < 0.57
+    assert out.dtype == x.dtype and out.shape == x.shape
+
+
+def test_loader_applies_policy_on_uint8_and_erasing_after_normalising():
+    from runner.data.base import DataBundle, Split
+    from runner.data.loader import BatchLoader, LoaderOptions
+
+    x = torch.full((64, 3, 16, 16), 128, dtype=torch.uint8)
+    x[:, :, :8] = 30
+    y = torch.arange(64) % 4
+    conf = augment(policy="trivialaugment", policy_ops=2, policy_magnitude=9, random_erasing=1.0)
+    assert A.is_enabled(conf) and not A.is_enabled(augment(policy="none", policy_ops=2))
+    small = Split(x[:4], y[:4])
+    data = DataBundle("t", list("abcd"), Split(x, y), small, small, mean=(0.5,) * 3,
+                      std=(0.25,) * 3, augment=conf)  # fmt: skip
+    loader = BatchLoader(data.train, data, LoaderOptions(32, train=True, seed=0))
+    batch, _ = next(iter(loader.epoch(1)))
+    assert batch.dtype == torch.float32 and batch.shape == (32, 3, 16, 16)
+    assert (batch == 0).flatten(1).any(1).all()  # every image has an erased (mean) box
+    assert len({bytes(b.flatten().numpy().tobytes()) for b in batch}) > 16

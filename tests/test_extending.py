@@ -78,8 +78,9 @@ class TwoBlobsConf(DatasetConf):
 
 def test_a_dataset_format_registered_here_trains(tmp_path):
     off = AugmentConf(
-        crop_padding=0, hflip=False, random_resized_crop=False, rotation=0, color_jitter=0, cutout=0
-    )
+        crop_padding=0, hflip=False, random_resized_crop=False, rotation=0, color_jitter=0,
+        cutout=0, policy="none", policy_ops=2, policy_magnitude=9, random_erasing=0.0,
+    )  # fmt: skip
     preset = TwoBlobsConf(
         format="two_blobs",
         name="two_blobs",
@@ -89,6 +90,8 @@ def test_a_dataset_format_registered_here_trains(tmp_path):
         test_fraction=0.2,
         normalize="none",
         subset=0.0,
+        folds=0,
+        fold=0,
         augment=off,
         num_samples=200,
     )

@@ -20,6 +20,12 @@ check those against ``torchvision.transforms.v2.functional`` image by image.
 4. ``cutout`` — one ``cutout`` × ``cutout`` square per image set to 0, centred
    anywhere in the image and clipped at its border (DeVries & Taylor 2017).
    The loader normalises after augmenting, so 0 is black, not the mean.
+
+Two more steps sit around these (:mod:`runner.data.policy`): before them, on the uint8
+batch, ``policy`` — RandAugment (``policy_ops`` operations at bin ``policy_magnitude`` of
+31), TrivialAugmentWide or AutoAugment, an operation drawn per image
+(:func:`apply_policy`); after normalisation, ``random_erasing`` — RandomErasing with that
+probability per image, value 0 = the mean colour (:func:`apply_erasing`).
 """
 
 from __future__ import annotations
@@ -243,7 +249,12 @@ def random_cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tenso
 
 # The switches :func:`apply` knows (``dataset.augment`` in the config; the schema is
 # ``runner.schema.dataset.AugmentConf``).
-KEYS = ("crop_padding", "hflip", "random_resized_crop", "rotation", "color_jitter", "cutout")
+KEYS = (
+    "crop_padding", "hflip", "random_resized_crop", "rotation", "color_jitter", "cutout",
+    "policy", "policy_ops", "policy_magnitude", "random_erasing",
+)  # fmt: skip
+# Settings of a switch rather than switches: they turn nothing on by themselves.
+PARAMETERS = ("policy_ops", "policy_magnitude")
 
 
 def settings(augment: Any) -> dict[str, Any]:
@@ -291,5 +302,26 @@ def apply(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
 
 
 def is_enabled(augment: Any) -> bool:
-    """Whether any augmentation is switched on."""
-    return any(bool(v) for v in settings(augment).values())
+    """Whether any augmentation is switched on (``policy: none`` is off)."""
+    return any(bool(v) and v != "none" for k, v in settings(augment).items() if k not in PARAMETERS)
+
+
+def apply_policy(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
+    """``augment.policy`` on a uint8 batch (unchanged when it is none or unset)."""
+    s = settings(augment)
+    policy = str(s.get("policy") or "none")
+    if policy == "none":
+        return x
+    from runner.data.policy import apply_policy as run
+
+    return run(x, policy, g, int(s.get("policy_ops", 2)), int(s.get("policy_magnitude", 9)))
+
+
+def apply_erasing(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
+    """``augment.random_erasing`` (a probability per image) on the normalised batch."""
+    p = float(settings(augment).get("random_erasing") or 0.0)
+    if p <= 0:
+        return x
+    from runner.data.policy import random_erasing
+
+    return random_erasing(x, p, g)

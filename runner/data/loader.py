@@ -95,8 +95,9 @@ class BatchLoader:
         if self.kind != "image":
             return x
         if self.augment is not None and g is not None:
+            x = aug.apply_policy(x, self.augment, g)  # uint8 in, uint8 out
             x = aug.apply(x.float().div_(255.0), self.augment, g)
-            x = (x - self._mean) / self._std
+            x = aug.apply_erasing((x - self._mean) / self._std, self.augment, g)
         else:
             x = torch.addcmul(self.shift, x.float(), self.scale)
         if self.channels_last:

@@ -8,7 +8,9 @@
 - :func:`normalisation` and :func:`channel_stats` — the mean/std the loader
   normalises with;
 - :func:`finish_bundle` with :class:`BundleOptions` — subset, duplicate check and
-  normalisation, the steps every image loader shares after splitting.
+  normalisation, the steps every image loader shares after splitting;
+- :func:`fold_bundle` — k-fold cross-validation (``dataset.folds``/``dataset.fold``) on
+  any loaded bundle: train + validation pooled and re-split by fold.
 
 Group-aware splitting and the duplicate check itself are leakage guards and live in
 :mod:`runner.data.splits`; the sampling algorithm behind the stratified split is
@@ -18,7 +20,7 @@ Group-aware splitting and the duplicate check itself are leakage guards and live
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -281,3 +283,68 @@ def finish_bundle(
         augment=options.augment,
         artifacts=artifacts,
     )
+
+
+# ------------------------------------------------------------------ k-fold
+
+
+def fold_bundle(data: DataBundle, params: dict[str, Any], seed: int) -> DataBundle:
+    """``data`` with train + validation pooled and re-split into fold ``params["fold"]``
+    of ``params["folds"]`` (:func:`runner.data.splits.kfold_indices`); the test split stays.
+
+    Groups come from the dataset's ``group_regex`` / ``group_csv`` when it has them (the
+    frames of one fish stay in one fold). With ``normalize: dataset`` the image statistics
+    are measured again on the fold's training part; a duplicate check runs again on the
+    new splits. Streaming folders are refused (their images are not in memory).
+    """
+    from runner.data.splits import kfold_indices
+
+    folds, fold = int(params["folds"]), int(params["fold"])
+    if getattr(data.train, "streaming", False):
+        raise ConfigError("dataset.folds needs the images in memory: set dataset.streaming=false")
+    x = torch.cat([data.train.x, data.val.x])
+    y = torch.cat([data.train.y, data.val.y])
+    names = None
+    if data.train.names is not None and data.val.names is not None:
+        names = [*data.train.names, *data.val.names]
+    groups = fold_groups(names, params)
+    train_idx, val_idx = kfold_indices(y.numpy(), folds, fold, seed, groups)
+
+    def take(idx: np.ndarray) -> Split:
+        chosen = None if names is None else [names[i] for i in idx]
+        return Split(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)], chosen)
+
+    train, val = take(train_idx), take(val_idx)
+    mean, std = data.mean, data.std
+    if data.kind == "image" and params.get("normalize") == "dataset":
+        mean, std = channel_stats(train.x)
+    artifacts = dict(data.artifacts)
+    if "duplicates.csv" in artifacts:
+        import pandas as pd
+
+        from runner.data.splits import DUPLICATE_COLUMNS, find_cross_split_duplicates
+
+        pairs = find_cross_split_duplicates(
+            {k: (s.x, s.names) for k, s in (("train", train), ("val", val), ("test", data.test))}
+        )
+        artifacts["duplicates.csv"] = pd.DataFrame(pairs, columns=list(DUPLICATE_COLUMNS))
+    return replace(data, train=train, val=val, mean=mean, std=std, artifacts=artifacts)
+
+
+def fold_groups(names: Sequence[str] | None, params: dict[str, Any]) -> list[str] | None:
+    """Each sample's group from the dataset's ``group_regex`` or ``group_csv`` (image
+    folders), or None when the dataset has no groups."""
+    regex, csv = params.get("group_regex") or "", params.get("group_csv") or ""
+    if not (regex or csv) or names is None:
+        return None
+    from runner.data.splits import groups_from_csv, groups_from_regex
+
+    if regex:
+        return groups_from_regex(names, regex)
+    from pathlib import Path
+
+    from runner.data.imagefolder import resolve_folder
+
+    folder = resolve_folder(params["root"], params.get("path", ""), params["name"])
+    path = Path(csv) if Path(csv).is_absolute() else folder / csv
+    return groups_from_csv(names, path, params["group_column"], params.get("group_file_column", ""))

@@ -84,7 +84,14 @@ def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
     """The :class:`DataBundle` of ``dataset_cfg`` (split with ``seed``)."""
     entry, params = dataset_params(dataset_cfg)
     log.info("dataset: %s (format %s)", params.get("name"), entry.format)
+    folds = {k: params.pop(k, 0) for k in ("folds", "fold")}
     data = resolve(entry.loader)(seed=seed, **params)
+    if folds["folds"]:
+        from runner.data.prepare import fold_bundle
+
+        data = fold_bundle(data, {**params, **folds}, seed)
+        log.info("fold %d of %d: %d train, %d val", folds["fold"], folds["folds"],
+                 len(data.train), len(data.val))  # fmt: skip
     check_bundle(data, params)
     return data
 

@@ -241,3 +241,38 @@ def find_cross_split_duplicates(
             stacklevel=2,
         )
     return pairs
+
+
+# ------------------------------------------------------------------ k-fold
+
+
+def kfold_indices(
+    y: np.ndarray, folds: int, fold: int, seed: int, groups: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) indices of fold ``fold`` of ``folds``.
+
+    Stratified by class (scikit-learn's ``StratifiedKFold(shuffle=True,
+    random_state=seed)``); with ``groups``, whole groups stay in one fold
+    (``StratifiedGroupKFold``). Across ``fold = 0 .. folds-1`` every sample is in the
+    validation split exactly once. scikit-learn is imported here, only when k-fold is on.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if not 0 <= fold < folds:
+        raise ConfigError(f"dataset.fold={fold} must be in 0..{folds - 1} (dataset.folds={folds})")
+    y = np.asarray(y)
+    splitter = (
+        StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        if groups is not None
+        else StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The least populated class")
+            parts = list(splitter.split(np.zeros(len(y)), y, groups))
+    except ValueError as err:
+        raise DataError(
+            f"cannot split {len(y)} samples into {folds} folds: {err}. Use fewer folds."
+        ) from None
+    train, val = parts[fold]
+    return np.sort(train), np.sort(val)

@@ -15,6 +15,11 @@ from omegaconf import MISSING
 from runner.schema.base import choice
 
 Normalize = choice("Normalize", ("dataset", "half", "imagenet", "none"))
+Policy = choice(
+    "Policy",
+    ("none", "randaugment", "trivialaugment", "autoaugment_imagenet", "autoaugment_cifar10",
+     "autoaugment_svhn"),
+)  # fmt: skip
 
 
 @dataclass
@@ -27,6 +32,10 @@ class AugmentConf:
     rotation: float = MISSING
     color_jitter: float = MISSING
     cutout: int = MISSING
+    policy: Policy = MISSING
+    policy_ops: int = MISSING
+    policy_magnitude: int = MISSING
+    random_erasing: float = MISSING
 
 
 @dataclass
@@ -39,6 +48,8 @@ class DatasetConf:
     test_fraction: float = MISSING
     normalize: Normalize = MISSING
     subset: float = MISSING
+    folds: int = MISSING
+    fold: int = MISSING
     augment: AugmentConf = field(default_factory=AugmentConf)
 
 

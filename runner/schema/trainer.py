@@ -12,7 +12,7 @@ from runner.schema.base import choice
 MONITORS = ("val_loss", "val_acc", "val_macro_f1", "train_loss", "train_acc")
 Monitor = choice("Monitor", MONITORS)
 Mode = choice("Mode", ("auto", "min", "max"))
-Precision = choice("Precision", ("32", "bf16", "16-mixed"))
+Precision = choice("Precision", ("auto", "32", "bf16", "16-mixed"))
 OptimizerImpl = choice("OptimizerImpl", ("auto", "fused", "foreach", "for_loop"))
 TTA = choice("TTA", ("none", "flip"))
 
@@ -33,7 +33,7 @@ class TrainerConf:
     eval_batch_size: int = MISSING
     device: str = MISSING  # auto | cpu | cuda | cuda:N | mps (a pattern: checked by validate)
     precision: Precision = MISSING
-    channels_last: bool = MISSING
+    channels_last: Any = MISSING  # auto | true | false (checked by validate)
     compile: bool = MISSING
     seed: int = MISSING
     deterministic: bool = MISSING
@@ -58,6 +58,12 @@ class TrainerConf:
     unfreeze_at_epoch: int = MISSING
     backbone_lr_ratio: float = MISSING
     stage_lr_multipliers: list[float] = MISSING
+    mixup_alpha: float = MISSING
+    cutmix_alpha: float = MISSING
+    mix_switch_prob: float = MISSING
+    mix_prob: float = MISSING
+    accumulate_grad_batches: int = MISSING
+    max_time: Any = MISSING  # null | HH:MM:SS | DD:HH:MM:SS | seconds (checked by validate)
 
 
 SCHEMAS = {"trainer": {"default": TrainerConf}}

@@ -91,7 +91,7 @@ def _curves_title(series: Sequence[tuple[str, list[pd.DataFrame]]], monitor: str
     what = (
         f"{len(series)} jobs"
         if runs == len(series)
-        else f"{len(series)} configurations ({runs} jobs, mean ± std over seeds)"
+        else f"{len(series)} configurations ({runs} jobs, mean ± std over seeds or folds)"
     )
     return (
         f"validation curves of {what}; legend best first by best {monitor} ({direction} is better)"

@@ -25,6 +25,10 @@ OK_STATUSES = RESULTS  # statuses of a job that produced a result (diverged is a
 log = logging.getLogger(__name__)
 
 SEED_KEY = "trainer.seed"
+FOLD_KEY = "dataset.fold"
+# Keys whose values repeat one configuration (seeds, cross-validation folds): the summary
+# gives the mean ± std over them.
+REPLICATE_KEYS = (SEED_KEY, FOLD_KEY)
 
 
 @dataclass

@@ -5,13 +5,15 @@
 - ``summary.csv``  one row per job: job, one column per swept key, status, the
   monitored metric, the summary.json figures, diagnoses, error, run_dir;
 - ``summary.md``   the same sorted by the monitored metric (best first), the
-  mean ± std over seeds of each configuration for seed sweeps
-  (``trainer.seed=0,1,2``), the effects table, sweep diagnoses and Optuna's result;
+  mean ± std over seeds and cross-validation folds of each configuration for seed
+  sweeps (``trainer.seed=0,1,2``) and k-fold sweeps (``+cv=kfold``: ``dataset.fold``), the
+  effects table, sweep diagnoses and Optuna's result;
 - ``curves.png``   validation loss and accuracy of every job (seed sweeps: the
   mean ± std of each configuration);
 - ``effects.csv`` / ``effects.png``  for each swept key and value: the best and the
   mean ± std of the monitored metric (and of validation accuracy) over the other keys;
-- ``summary_seeds.csv``  (seed sweeps only) the per-configuration mean/std table.
+- ``summary_seeds.csv`` / ``summary_folds.csv``  (seed / fold sweeps only) the
+  per-configuration mean/std table.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from runner.io import write_csv, write_text
 from runner.metrics import lower_is_better
 from runner.rundir import FINISHED
 from runner.sweep import extras, figures
-from runner.sweep.runs import OK_STATUSES, SEED_KEY, Job, Sweep, load_sweep, monitor_of
+from runner.sweep.runs import (
+    FOLD_KEY,
+    OK_STATUSES,
+    REPLICATE_KEYS,
+    SEED_KEY,
+    Job,
+    Sweep,
+    load_sweep,
+    monitor_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +48,9 @@ log = logging.getLogger(__name__)
 _SKIP_FIELDS = {"status", "error", "classes", "diagnoses", "monitor"}
 _TRAILING = ["diagnoses", "error", "run_dir"]
 # Whole numbers (nullable, so failed jobs stay blank rather than turning them into floats).
-_INT_COLUMNS = ("best_epoch", "epochs_run", "params", "flops", "runs", "configs", "seeds", "rank")
+_INT_COLUMNS = (
+    "best_epoch", "epochs_run", "params", "flops", "runs", "configs", "seeds", "folds", "rank",
+)  # fmt: skip
 
 
 @dataclass
@@ -80,7 +93,9 @@ def write_sweep_summary(
     result.files.append(write_csv(out / "summary.csv", table))
     result.files.append(write_csv(out / "effects.csv", effects))
     if configs is not None:
-        result.files.append(write_csv(out / "summary_seeds.csv", configs))
+        for key, name in ((SEED_KEY, "summary_seeds.csv"), (FOLD_KEY, "summary_folds.csv")):
+            if key in replicated(table, sweep.swept):
+                result.files.append(write_csv(out / name, configs))
     findings = extras.sweep_diagnoses(sweep.jobs)
     optuna = extras.optuna_result(sweep, out)
     result.files += optuna.pop("files", [])
@@ -138,17 +153,23 @@ def metrics_of(table: pd.DataFrame, metric: str) -> list[str]:
     ]
 
 
+def replicated(table: pd.DataFrame, swept: Sequence[str]) -> list[str]:
+    """The replicate keys (seed, fold) this sweep varies."""
+    return [k for k in REPLICATE_KEYS if k in swept and table[k].nunique(dropna=True) > 1]
+
+
 def is_seed_sweep(table: pd.DataFrame, swept: Sequence[str]) -> bool:
-    return SEED_KEY in swept and table[SEED_KEY].nunique(dropna=True) > 1
+    """Whether the sweep repeats configurations over seeds or cross-validation folds."""
+    return bool(replicated(table, swept))
 
 
 def config_keys(swept: Sequence[str]) -> list[str]:
-    """The swept keys that define a configuration (all but the seed)."""
-    return [k for k in swept if k != SEED_KEY]
+    """The swept keys that define a configuration (all but the seed and the fold)."""
+    return [k for k in swept if k not in REPLICATE_KEYS]
 
 
 def config_table(table: pd.DataFrame, swept: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """Mean, std and count over seeds of each configuration (finished jobs only)."""
+    """Mean, std and count over seeds (and folds) of each configuration (finished jobs)."""
     keys = config_keys(swept)
     ok = table[table["status"].isin(OK_STATUSES)].copy()
     for m in metrics:
@@ -158,7 +179,9 @@ def config_table(table: pd.DataFrame, swept: Sequence[str], metrics: Sequence[st
     for values, group in grouped:
         values = values if isinstance(values, tuple) else (values,)
         row: dict[str, Any] = dict(zip(keys, values))
-        row["seeds"] = int(group[SEED_KEY].nunique())
+        for key, column in ((SEED_KEY, "seeds"), (FOLD_KEY, "folds")):
+            if key in swept:
+                row[column] = int(group[key].nunique())
         row["jobs"] = " ".join(str(j) for j in group["job"])
         for m in metrics:
             row[f"{m}_mean"] = group[m].mean()
@@ -182,7 +205,9 @@ def effects_table(
     ``best`` is the best configuration with that value (its mean over seeds in a seed
     sweep); ``mean``/``std`` are over every finished run with that value.
     """
-    keys = config_keys(swept) or list(swept)
+    keys = config_keys(swept)
+    if not keys:  # only seeds or folds vary: the effect of each, run by run
+        keys, configs = list(swept), None
     ok = table[table["status"].isin(OK_STATUSES)].copy()
     for m in metrics:
         ok[m] = pd.to_numeric(ok[m], errors="coerce")
@@ -245,7 +270,7 @@ def curve_series(
             status = "" if row["status"] in FINISHED else f" [{row['status']}]"
             series[f"#{row['job']} {label}{status}".strip()] = [job.metrics]
     if seeded:
-        return [(f"{label} ({len(f)} seeds)", f) for label, f in series.items()]
+        return [(f"{label} ({len(f)} runs)", f) for label, f in series.items()]
     return list(series.items())
 
 
@@ -288,7 +313,10 @@ def markdown_summary(
         markdown_table(_md_jobs(table, sweep.swept, metric)),
     ]
     if configs is not None and not configs.empty:
-        lines += ["", "## Mean ± std over seeds", "", markdown_table(_md_seeds(configs))]
+        over = " and ".join(
+            {SEED_KEY: "seeds", FOLD_KEY: "folds"}[k] for k in replicated(table, sweep.swept)
+        )
+        lines += ["", f"## Mean ± std over {over}", "", markdown_table(_md_seeds(configs))]
     if not effects.empty:
         lines += ["", f"## Effect of each swept key on `{metric}`", ""]
         lines.append("best: the best configuration with that value; mean ± std: all its runs.")
