@@ -83,12 +83,17 @@ def resume_checkpoint(cfg: DictConfig, run: RunDir) -> Path | None:
 
 
 def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Callback]:
-    """Optional callbacks: diagnostics, then experiment trackers (which go last, so they see
-    what the others add to the summary)."""
+    """Optional callbacks: the model's cost, diagnostics, then experiment trackers (which go
+    last, so they see what the others add to the summary)."""
+    from runner.cost import ModelCost
     from runner.diagnostics import build_callbacks
     from runner.tracking import build_loggers
 
-    return [*build_callbacks(cfg, run.path, data), *build_loggers(cfg, run.path)]
+    return [
+        ModelCost(cfg.model, data),
+        *build_callbacks(cfg, run.path, data),
+        *build_loggers(cfg, run.path),
+    ]
 
 
 def finish(
@@ -219,7 +224,7 @@ def _stop_reason(result: Any, epoch: int, saved: bool) -> str | None:
 def model_flops(model: torch.nn.Module, data: DataBundle, run: RunDir) -> int | None:
     """FLOPs of one forward pass of one sample (torch's FlopCounterMode), after training so
     the count costs no start-up time; the per-layer table goes to model_summary.csv."""
-    from runner.models.summary import summarize
+    from runner.models.summary import format_flops, summarize
 
     dtype = torch.long if data.kind == "text" else torch.float32
     try:
@@ -228,7 +233,7 @@ def model_flops(model: torch.nn.Module, data: DataBundle, run: RunDir) -> int | 
         log.warning("could not count the model's FLOPs: %s", err)
         return None
     write_rows(run / rundir.MODEL_SUMMARY, result.rows)
-    log.info("model: %.1f MFLOPs per sample", result.flops / 1e6)
+    log.info("model: %s per sample (all ops)", format_flops(result.flops))
     return int(result.flops)
 
 

@@ -100,12 +100,16 @@ def model_params(model_cfg: Mapping[str, Any] | DictConfig) -> tuple[ModelEntry,
     return entry, {k: v for k, v in params.items() if k not in KEYS_NOT_PASSED}
 
 
-def build_model(model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any]):
-    """The model of ``model_cfg`` for data described by ``data_kwargs`` (``num_classes``...)."""
+def build_model(
+    model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any], announce: bool = True
+):
+    """The model of ``model_cfg`` for data described by ``data_kwargs`` (``num_classes``...);
+    ``announce=False`` builds it without the log line (a variant for comparison)."""
     entry, params = model_params(model_cfg)
     builder = resolve(entry.builder)
     kwargs = {**_accepted(builder, dict(data_kwargs)), **params}
-    log.info("model: %s (family %s) with %s", model_cfg.get("name"), entry.family, kwargs)
+    if announce:
+        log.info("model: %s (family %s) with %s", model_cfg.get("name"), entry.family, kwargs)
     try:
         return builder(**kwargs)
     except (ValueError, TypeError) as err:
