@@ -8,6 +8,7 @@ training epoch of each format through the ``runner`` console script.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -209,17 +210,19 @@ def test_image_folder_corrupt_file_is_named_or_skipped(tmp_path):
 
 def test_image_folder_cache_second_load_decodes_nothing(tmp_path, monkeypatch, caplog):
     write_folder(tmp_path / "shapes", corrupt=False)
+    cache = tmp_path / "cache"
     opened = []
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
-    first = load_image_folder(root=str(tmp_path), name="shapes", image_size=20)
+    load = functools.partial(load_image_folder, root=str(tmp_path), name="shapes")
+    first = load(image_size=20, cache_dir=str(cache))
     assert len(opened) == 36
-    files = list((tmp_path / ".cache").glob("shapes-20px-3ch-*.pt"))
+    files = list(cache.glob("shapes-20px-3ch-*.pt"))
     assert len(files) == 1
 
     opened.clear()
     with caplog.at_level("INFO", logger="runner.data.cache"):
-        second = load_image_folder(root=str(tmp_path), name="shapes", image_size=20)
+        second = load(image_size=20, cache_dir=str(cache))
     assert opened == []
     assert "loaded 36 images from cache" in caplog.text
     assert torch.equal(first.train.x, second.train.x) and first.train.names == second.train.names
@@ -227,10 +230,11 @@ def test_image_folder_cache_second_load_decodes_nothing(tmp_path, monkeypatch, c
     # touching one image invalidates the cache; another size is another file
     target = tmp_path / "shapes" / "b" / "b_obj0_frame1.png"
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
-    load_image_folder(root=str(tmp_path), name="shapes", image_size=20)
+    load(image_size=20, cache_dir=str(cache))
     assert len(opened) == 36
-    load_image_folder(root=str(tmp_path), name="shapes", image_size=12, cache=False)
-    assert len(list((tmp_path / ".cache").glob("shapes-*.pt"))) == 2
+    load(image_size=12, cache_dir=str(cache), cache=False)
+    assert len(list(cache.glob("shapes-*.pt"))) == 2
+    assert not list((tmp_path / "shapes").rglob("*.pt"))  # nothing inside the dataset
 
 
 def test_split_folders_are_used_as_is_and_duplicates_found(tmp_path):
@@ -567,14 +571,22 @@ def test_real_mnist_test_split_reaches_97_percent(tmp_path):
     assert summary["best_val_acc"] >= 0.97, summary
 
 
-def test_cache_avoids_a_read_only_root(tmp_path, monkeypatch):
+def test_cache_goes_to_the_cache_folder_never_into_a_read_only_data_root(tmp_path, caplog):
+    """The decode cache lives in dataset.cache_dir ($RUNNER_CACHE, the per-user cache), not
+    beside the data; a cache folder that cannot be written costs a warning, not the run."""
     root = tmp_path / "share"
     write_folder(root / "shapes", per_class=10, corrupt=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     root.chmod(0o555)  # read-only for everybody: not written even when running as root
     try:
-        load_image_folder(root=str(root), name="shapes", image_size=8)
+        load = functools.partial(load_image_folder, root=str(root), name="shapes", image_size=8)
+        load(cache_dir=str(tmp_path / "c"))
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        with caplog.at_level("WARNING", logger="runner.data.cache"):
+            data = load(cache_dir=str(locked / "sub"))
     finally:
         root.chmod(0o755)
-    assert not (root / ".cache").exists()
-    assert len(list((tmp_path / "xdg" / "runner").glob("shapes-8px-3ch-*.pt"))) == 1
+    assert not (root / ".cache").exists() and not list(root.rglob("*.pt"))
+    assert len(list((tmp_path / "c").glob("shapes-8px-3ch-*.pt"))) == 1
+    assert len(data.train) and f"cache folder {locked / 'sub'} is not writable" in caplog.text
+    assert not (locked / "sub").exists()

@@ -593,6 +593,7 @@ def load_image_folder(
     *,
     name: str = "imagefolder",
     root: str = "data",
+    cache_dir: str = "",
     path: str = "",
     download: bool = False,
     image_size: int = 64,
@@ -619,6 +620,7 @@ def load_image_folder(
 
     Args:
         path: the folder — absolute, relative to ``root``, or ``""`` = ``<root>/<name>``.
+        cache_dir: where the decoded images are cached (with ``cache``); ``""`` = no cache.
         image_size: side in pixels of the square images (shorter side resized, centre crop).
         channels: 3 (RGB) | 1 (grey).
         streaming: auto (stream when the decoded set exceeds ``streaming_threshold_mb``
@@ -640,7 +642,7 @@ def load_image_folder(
         )
         parts = split_indices(layout, groups, *fractions, seed)
         return _streaming_bundle(name, folder, layout, parts, decoding, options)
-    target = _cache_target(root, name, folder, layout, decoding) if cache else None
+    target = _cache_target(cache_dir, name, folder, layout, decoding) if cache else None
     return _memory_bundle(name, folder, layout, groups, target, decoding, options, fractions)
 
 
@@ -697,11 +699,15 @@ def _streams(streaming: Any, decoded_mb: float, threshold_mb: float) -> bool:
     return value == "true" or (value == "auto" and decoded_mb > threshold_mb)
 
 
-def _cache_target(root: str, name: str, folder: Path, layout: Layout, decoding: Decoding) -> Path:
+def _cache_target(
+    cache_dir: str, name: str, folder: Path, layout: Layout, decoding: Decoding
+) -> Path | None:
     """Where the decoded set of ``layout`` is cached (:mod:`runner.data.cache`)."""
+    if not cache_dir:
+        return None
     size, channels = decoding.image_size, decoding.channels
     key = cache_mod.cache_key(folder, layout.files, size, channels, str(folder.resolve()))
-    return cache_mod.cache_path(root, folder, name, key, size, channels)
+    return cache_mod.cache_path(cache_dir, name, key, size, channels)
 
 
 def _decoded(

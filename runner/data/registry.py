@@ -17,7 +17,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError, DataError
+from runner.paths import register_resolvers
 from runner.registry import Registry, resolve
+
+register_resolvers()  # dataset.root / cache_dir of stored configs resolve here too
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,12 @@ def dataset_params(dataset_cfg: Mapping[str, Any] | DictConfig) -> tuple[Dataset
 def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
     """The :class:`DataBundle` of ``dataset_cfg`` (split with ``seed``)."""
     entry, params = dataset_params(dataset_cfg)
-    log.info("dataset: %s (format %s)", params.get("name"), entry.format)
+    where = ""
+    if "path" in params:  # a format that reads files: say where they are looked for
+        where = f", data root {params.get('root')} (path {params['path'] or '<root>/<name>'})"
+    if params.get("cache") and params.get("cache_dir"):
+        where += f", decode cache {params['cache_dir']}"
+    log.info("dataset: %s (format %s)%s", params.get("name"), entry.format, where)
     data = resolve(entry.loader)(seed=seed, **params)
     check_bundle(data, params)
     return data

@@ -34,6 +34,7 @@ class DatasetConf:
     format: str = MISSING  # the dataset registry's entry (runner.data.registry)
     name: str = MISSING
     root: str = MISSING
+    cache_dir: str = MISSING
     download: bool = MISSING
     val_fraction: float = MISSING
     test_fraction: float = MISSING
