@@ -25,11 +25,13 @@ CURVES = "curves.png"
 LOG = "runner.log"
 CONFIG = ".hydra/config.yaml"
 OVERRIDES = ".hydra/overrides.yaml"
+HYDRA_RECORD = ".hydra/hydra.yaml"  # Hydra's own settings; runtime.choices = group members
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
 EVAL = "eval"
 CLASS_COUNTS = "class_counts.csv"
 MODEL_SUMMARY = "model_summary.csv"
+VOCAB = "vocab.json"  # a text run's vocabulary (runner.text.tokenizer.Vocabulary.to_dict)
 
 RUNNING = "running"
 COMPLETED = "completed"
@@ -127,6 +129,20 @@ class RunDir:
         except Exception:
             return []
         return [] if isinstance(data, DictConfig) else [str(x) for x in data]
+
+    def choices(self) -> dict[str, str]:
+        """The member chosen for each config group (``{"model": "resnet18", ...}``, Hydra's
+        ``runtime.choices`` in ``.hydra/hydra.yaml``); ``{}`` when Hydra left no record."""
+        from omegaconf import OmegaConf
+
+        try:
+            record = OmegaConf.load(self.path / HYDRA_RECORD)
+            choices = OmegaConf.select(record, "hydra.runtime.choices", default=None)
+        except Exception:
+            return {}
+        if choices is None:
+            return {}
+        return {str(k): str(v) for k, v in choices.items() if v is not None}
 
     def finished_summary(self, max_epochs: int) -> dict[str, Any] | None:
         """The summary of a run that needs no more training (a larger ``max_epochs`` extends
