@@ -83,17 +83,15 @@ def resume_checkpoint(cfg: DictConfig, run: RunDir) -> Path | None:
 
 
 def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Callback]:
-    """Optional callbacks: the model's cost, diagnostics, then experiment trackers (which go
-    last, so they see what the others add to the summary)."""
+    """Optional callbacks: the model's cost and the data's notes, diagnostics, then experiment
+    trackers (which go last, so they see what the others add to the summary)."""
     from runner.cost import ModelCost
     from runner.diagnostics import build_callbacks
+    from runner.notes import DataNotes
     from runner.tracking import build_loggers
 
-    return [
-        ModelCost(cfg.model, data),
-        *build_callbacks(cfg, run.path, data),
-        *build_loggers(cfg, run.path),
-    ]
+    facts = [ModelCost(cfg.model, data), DataNotes(data)]
+    return [*facts, *build_callbacks(cfg, run.path, data), *build_loggers(cfg, run.path)]
 
 
 def finish(

@@ -27,7 +27,8 @@ from runner.data.imagefolder import StreamingSplit, load_image_folder, scan, spl
 from runner.data.mnist import load_fashion_mnist, load_mnist, read_idx
 from runner.data.splits import check_group_disjoint, group_split, groups_from_regex
 from runner.errors import ConfigError, DataError
-from tests.conftest import SHARED_DATA, only_run_dir, run_cli
+from runner.train import train
+from tests.conftest import SHARED_DATA, compose_cfg, only_run_dir, run_cli
 
 # A tiny custom CNN and no diagnostics, so the CLI epochs take seconds: these tests are
 # about the data formats.
@@ -527,6 +528,42 @@ def test_cli_trains_one_epoch_on_image_folder_and_reports_problems(tmp_path):
     assert "broken.jpg" in failed.stderr + failed.stdout
     out = _run_one_epoch(tmp_path, *common, "dataset.skip_corrupt=true")
     assert "a/broken.jpg" in (out["run"] / "skipped_files.csv").read_text()
+
+
+def test_cli_duplicates_across_splits_are_one_log_line_and_a_report_note(tmp_path):
+    """The duplicate notice is a log warning line — not Python's ``file:line: UserWarning``
+    with the source line under it — and the report's Data section repeats it."""
+    for seed, (split, n) in enumerate((("train", 9), ("val", 3), ("test", 3))):
+        write_folder(tmp_path / "food" / split, n, corrupt=False, classes=("x", "y"), seed=seed)
+    src = tmp_path / "food" / "train" / "y" / "y_obj1_frame4.jpg"
+    (tmp_path / "food" / "test" / "y" / "copy.jpg").write_bytes(src.read_bytes())
+    out = _run_one_epoch(tmp_path, "dataset=imagefolder", "dataset.name=food",
+                         f"dataset.root={tmp_path}", "dataset.image_size=16")  # fmt: skip
+    lines = [line for line in out["stderr"].splitlines() if "identical image" in line]
+    assert len(lines) == 1 and "] warning: 1 identical image(s) appear in two splits" in lines[0]
+    assert "UserWarning" not in out["stderr"] and "warnings.warn" not in out["stderr"]
+    report = (out["run"] / "report.md").read_text()
+    assert "## Data" in report and "1 identical image(s) appear in two splits" in report
+
+
+def test_grouped_split_is_said_in_the_log_and_the_report(tmp_path, caplog):
+    """Frames of one object (fish) grouped by file name: the log and the report say so."""
+    write_folder(tmp_path / "data" / "shapes", corrupt=False)
+    cfg = compose_cfg(
+        [*TINY, "trainer.max_epochs=1", "dataset=imagefolder", "dataset.name=shapes",
+         f"dataset.root={tmp_path / 'data'}", "dataset.image_size=12",
+         "dataset.group_regex='^(.+)_frame'"],
+        tmp_path / "run",
+    )  # fmt: skip
+    with caplog.at_level("INFO", logger="runner.data.imagefolder"):
+        summary = train(cfg)
+    note = (
+        "split by group (dataset.group_regex '^(.+)_frame' on file names): 12 groups of "
+        "36 files, e.g. 'a_obj0'; the files of one group never lie in two splits"
+    )
+    assert note in caplog.text
+    assert summary["data_notes"] == [note]
+    assert f"- S{note[1:]}." in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_cli_missing_dataset_is_one_clear_error(tmp_path):

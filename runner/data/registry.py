@@ -9,9 +9,12 @@ YAML file in ``conf/dataset/`` (see README "Architecture").
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -88,13 +91,34 @@ def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
     entry, params = dataset_params(dataset_cfg)
     where = ""
     if "path" in params:  # a format that reads files: say where they are looked for
-        where = f", data root {params.get('root')} (path {params['path'] or '<root>/<name>'})"
+        path = str(params["path"])
+        if path and Path(path).expanduser().is_absolute():
+            where = f", data {path}"
+        else:
+            where = f", data root {params.get('root')} (path {path or '<root>/<name>'})"
     if params.get("cache") and params.get("cache_dir"):
         where += f", decode cache {params['cache_dir']}"
     log.info("dataset: %s (format %s)%s", params.get("name"), entry.format, where)
-    data = resolve(entry.loader)(seed=seed, **params)
+    with warnings_as_log_lines():
+        data = resolve(entry.loader)(seed=seed, **params)
     check_bundle(data, params)
     return data
+
+
+@contextlib.contextmanager
+def warnings_as_log_lines() -> Iterator[None]:
+    """While a dataset loads, the notices its loader raises as Python warnings (identical
+    images across splits, skipped files, groups without a split) become one log warning
+    each — the message alone, without the ``file:line: UserWarning`` and source line
+    Python prints. The warnings filters still decide which are shown; each load starts
+    afresh, so every run of a sweep says its own."""
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        log.warning("warning: %s", message)
+
+    with warnings.catch_warnings():  # restores showwarning and the filters afterwards
+        warnings.showwarning = show
+        yield
 
 
 def check_bundle(data: Any, params: Mapping[str, Any]) -> None:
