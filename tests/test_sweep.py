@@ -52,6 +52,7 @@ def test_sweep_writes_summary_files_and_resumes(tmp_path):
     args = ["-m", "optimizer=sgd,adam", "trainer.max_epochs=2", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout + proc.stderr).count("sweep of 2 jobs (0 failed)") == 1
     for name in SWEEP_FILES:
         assert (sweep / name).stat().st_size > 0, name
     table = pd.read_csv(sweep / "summary.csv")
