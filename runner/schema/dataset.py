@@ -34,7 +34,6 @@ class DatasetConf:
     format: str = MISSING  # the dataset registry's entry (runner.data.registry)
     name: str = MISSING
     root: str = MISSING
-    cache_dir: str = MISSING
     download: bool = MISSING
     val_fraction: float = MISSING
     test_fraction: float = MISSING
@@ -76,6 +75,7 @@ class ImageFolderConf(DatasetConf):
     group_file_column: str = MISSING
     skip_corrupt: bool = MISSING
     cache: bool = MISSING
+    cache_dir: str = MISSING
     check_duplicates: bool = MISSING
     streaming: Any = MISSING  # auto | true | false
     streaming_threshold_mb: float = MISSING
