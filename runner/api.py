@@ -5,6 +5,7 @@
     run = runner.load_run(summary["run_dir"])
     run.metrics.plot(x="epoch", y=["train_acc", "val_acc"])
     run.predict("photos/")            # DataFrame: file, predicted_class, confidence, top-k
+    run.predict(["enak sekali", "pelayanan lambat"])   # a text run: texts (or .csv/.txt files)
 
 ``train`` composes the packaged configs exactly as the ``runner`` command does
 (same defaults, schemas and overrides) and writes the same run directory,
@@ -71,13 +72,14 @@ def train(
     composed = not isinstance(overrides, DictConfig)
     cfg = compose(overrides) if composed else overrides
     target = Path(run_dir) if run_dir else _default_run_dir(cfg)
+    choices = _choices(cfg)
     with open_dict(cfg):
         cfg.pop("hydra", None)
         cfg.run_dir = str(target)
     if not composed:
         return {**train_cfg(cfg), "run_dir": str(target)}
     with _log_to(target / LOG):  # held until the run starts (nothing if it is refused)
-        summary = train_cfg(cfg, overrides=list(overrides))
+        summary = train_cfg(cfg, overrides=list(overrides), choices=choices)
     return {**summary, "run_dir": str(target)}
 
 
@@ -103,6 +105,12 @@ def _unique(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.name}_{n}")
     return candidate
+
+
+def _choices(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra's ``runtime.choices`` of a composed config (the member of each group)."""
+    node = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    return {} if node is None else OmegaConf.to_container(node)
 
 
 class _log_to:
@@ -143,7 +151,8 @@ class Run:
 
     Attributes: ``path``, ``summary`` (dict), ``metrics`` (DataFrame, one row per epoch),
     ``config`` (DictConfig), ``classes``, ``model`` (best weights, eval mode, CPU),
-    ``preprocessing``; :meth:`predict` classifies images.
+    ``preprocessing``, ``vocabulary`` (text runs); :meth:`predict` classifies images or
+    texts.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -211,6 +220,13 @@ class Run:
         """:class:`runner.checkpoint.Preprocessing`: image size, channels, mean, std, classes."""
         return self._loaded[1]
 
+    @cached_property
+    def vocabulary(self) -> Any:
+        """A text run's :class:`runner.text.tokenizer.Vocabulary` (its ``vocab.json``)."""
+        from runner.text.predict import load_vocabulary
+
+        return load_vocabulary(self.path)
+
     @property
     def classes(self) -> list[str]:
         return list(self.summary.get("classes") or self.preprocessing.classes)
@@ -227,8 +243,16 @@ class Run:
 
         Returns one row per image: file, predicted_class, confidence, top1..topK class and
         probability. Unreadable files are skipped with a warning naming them.
+
+        A text run takes texts: a string or a list of strings (``["enak sekali", ...]``),
+        or the path of a ``.csv`` (the run's text column) or ``.txt`` file (one text per
+        line); rows: source, text, predicted_class, confidence, top-k (+ ``true_class``,
+        ``correct`` for a CSV with the run's label column).
         """
         from runner.predict import Predictor, image_files, pil_to_tensor
+
+        if self.preprocessing.kind == "text":
+            return self._predict_texts(images, top_k, batch_size, device)
 
         predictor = Predictor(self.model, self.preprocessing, device)
         if isinstance(images, torch.Tensor):
@@ -246,6 +270,37 @@ class Run:
             message = f"skipped {len(result.skipped)} unreadable file(s): {listed}"
             warnings.warn(message, stacklevel=2)
         return result.table
+
+    def _predict_texts(self, texts: Any, top_k: int, batch_size: int, device: str) -> Any:
+        from runner.checkpoint import stored_config
+        from runner.text.predict import TextPredictor, Texts
+
+        dataset = stored_config(self.checkpoint()).get("dataset") or {}
+        predictor = TextPredictor(
+            self.model,
+            self.preprocessing,
+            self.vocabulary,
+            device,
+            str(dataset.get("text_column", "text")),
+            str(dataset.get("label_column", "label")),
+        )
+        items = [texts] if isinstance(texts, (str, Path)) else list(texts)
+        if items and all(_text_file(i) for i in items):
+            return predictor.predict_files(items, top_k, batch_size)
+        if not all(isinstance(i, str) for i in items):
+            raise TypeError("a text run predicts strings, or .csv / .txt files of texts")
+        names = [f"text {n}" for n in range(len(items))]
+        return predictor.predict(Texts(items, names, [None] * len(items)), top_k, batch_size)
+
+
+def _text_file(item: Any) -> bool:
+    """A path (str or Path) of an existing .csv / .txt file."""
+    if not isinstance(item, (str, Path)) or Path(item).suffix.lower() not in (".csv", ".txt"):
+        return False
+    try:
+        return Path(item).is_file()
+    except (OSError, ValueError):  # a long text or one with NUL is no file name
+        return False
 
 
 def load_run(path: str | Path) -> Run:

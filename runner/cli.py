@@ -50,6 +50,9 @@ def project_root() -> Path:
 
 
 def register_resolvers() -> None:
+    from runner.paths import register_resolvers as register_path_resolvers
+
+    register_path_resolvers()  # first_path: dataset.root and dataset.cache_dir
     uid = uuid.uuid4().hex[:6]
     if not OmegaConf.has_resolver("runner_uid"):
         OmegaConf.register_new_resolver("runner_uid", lambda: uid, use_cache=True)

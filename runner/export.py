@@ -7,8 +7,11 @@ Writes (default folder ``<RUN_DIR>/export/``):
 
 - the model: ``model.torchscript.pt`` (``torch.jit.trace``; load with ``torch.jit.load``)
   or ``model.onnx`` (``torch.onnx.export``; batch dimension dynamic; input ``input``,
-  output ``logits``). It takes the *normalised* float32 batch ``(N, C, H, W)`` and
-  returns logits.
+  output ``logits``). It takes the *normalised* float32 batch ``(N, C, H, W)`` (text
+  runs: the int64 token ids ``(N, L)``) and returns logits. ONNX exporter per model kind:
+  image models go through torch.export (``dynamo=True``); recurrent text models through
+  the TorchScript-based exporter (``dynamo=False``), which maps packed sequences onto
+  ONNX's ``sequence_lens`` — torch.export cannot trace ``pack_padded_sequence``.
 - ``<model file>.json``: the preprocessing (image size, channels, colour mode, resize,
   mean, std), the class names and where the model came from. The same JSON is
   embedded in the file (TorchScript extra file ``preprocessing.json``; ONNX
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -105,9 +109,15 @@ def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path,
 
 
 def export_onnx(
-    model: torch.nn.Module, example: torch.Tensor, out: Path, meta: str, opset: int | None
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    meta: str,
+    opset: int | None,
+    kind: str = "image",
 ) -> Any:
-    """``torch.onnx.export`` (dynamic batch), metadata added; return an onnxruntime runner."""
+    """``torch.onnx.export`` (dynamic batch; the exporter that works for ``kind``), metadata
+    added; return an onnxruntime runner."""
     try:
         import onnx
         import onnxruntime as ort
@@ -116,7 +126,10 @@ def export_onnx(
             f"--format onnx needs onnx and onnxruntime ({err}): pip install onnx onnxruntime "
             "onnxscript  (or pip install 'runner[export]')"
         ) from None
-    _onnx_export(model, example, out, opset)
+    if kind == "text":
+        _legacy_onnx_export(model, example, out, opset)
+    else:
+        _onnx_export(model, example, out, opset)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "preprocessing", meta
@@ -144,9 +157,27 @@ def _onnx_export(model: torch.nn.Module, example: torch.Tensor, out: Path, opset
             **kwargs,
         )
     except Exception as err:  # an op the new exporter lacks: the legacy one may have it
-        log.warning("torch.export-based ONNX export failed (%s); trying the legacy exporter", err)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        summary = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        log.warning(
+            "torch.export could not trace the model (%s); using the TorchScript-based exporter",
+            summary[:300],
+        )
+        log.debug("torch.export failure:\n%s", err)
+        _legacy_onnx_export(model, example, out, opset)
+
+
+def _legacy_onnx_export(
+    model: torch.nn.Module, example: torch.Tensor, out: Path, opset: int | None
+) -> None:
+    """The TorchScript-based exporter (``dynamo=False``). Its C++ passes print notes on
+    stderr that are not errors (e.g. "shape inference of prim::PackPadded type is missing"
+    for packed sequences); they go to the debug log, and into the error if export fails."""
+    kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["logits"]}
+    if opset:
+        kwargs["opset_version"] = opset
+    with warnings.catch_warnings(), _stderr_to_log() as notes:
+        warnings.simplefilter("ignore")
+        try:
             torch.onnx.export(
                 model,
                 (example,),
@@ -155,6 +186,35 @@ def _onnx_export(model: torch.nn.Module, example: torch.Tensor, out: Path, opset
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 **kwargs,
             )
+        except Exception as err:
+            raise RunnerError(f"ONNX export failed: {err}\n{notes.text()}".strip()) from err
+
+
+class _stderr_to_log:
+    """Collect what C++ code writes to file descriptor 2 (which ``warnings`` and
+    ``contextlib.redirect_stderr`` cannot reach) and log it at debug level."""
+
+    def __enter__(self) -> _stderr_to_log:
+        import tempfile
+
+        sys.stderr.flush()
+        self.file = tempfile.TemporaryFile(mode="w+b")
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def text(self) -> str:
+        sys.stderr.flush()
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace")
+
+    def __exit__(self, *exc: Any) -> None:
+        captured = self.text()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.close()
+        if captured.strip():
+            log.debug("ONNX exporter notes:\n%s", captured.rstrip())
 
 
 # ------------------------------------------------------------------ check
@@ -219,7 +279,7 @@ def export_run(
     if fmt == "torchscript":
         exported = export_torchscript(model, example, out, text)
     else:
-        exported = export_onnx(model, example, out, text, opset)
+        exported = export_onnx(model, example, out, text, opset, pre.kind)
     Path(f"{out}.json").write_text(text + "\n")
     result = compare(model, exported, inputs, atol)
     check = {"format": fmt, "model_file": str(out), "inputs": source, **result}

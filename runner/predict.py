@@ -1,7 +1,11 @@
-"""``runner-predict``: classify image files with a finished run's best checkpoint.
+"""``runner-predict``: classify image files (or texts) with a finished run's best checkpoint.
 
     runner-predict RUN_DIR IMAGE... | FOLDER... [--out predictions.csv] [--top-k 3]
                    [--device auto] [--batch-size 64] [--checkpoint best|last|PATH]
+    runner-predict TEXT_RUN_DIR texts.csv | texts.txt [--text-column text] [...]
+
+Text runs: :mod:`runner.text.predict` (the run's tokenizer and ``vocab.json``; CSV
+files by the run's text column, other files one text per line).
 
 The model is rebuilt through the model registry from the checkpoint's config
 (``model.family`` and plain values; :func:`runner.checkpoint.load_model`) and its
@@ -106,7 +110,8 @@ class Predictor:
     ) -> None:
         if pre.kind != "image":
             raise RunnerError(
-                f"prediction from files needs an image run; this run's data is {pre.kind}"
+                f"image prediction needs an image run; this run's data is {pre.kind} "
+                "(text runs: runner.text.predict.TextPredictor)"
             )
         self.device = _device(device)
         self.model, self.pre = model.to(self.device).eval(), pre
@@ -135,25 +140,9 @@ class Predictor:
     def table(self, probs: torch.Tensor, files: Sequence[str], top_k: int) -> pd.DataFrame:
         """Rows of file, predicted class, confidence and the top-k classes with probabilities."""
         classes = self.pre.classes
-        k = max(1, min(top_k, len(classes)))
-        values, indices = probs.topk(k, dim=1)
-        frame = pd.DataFrame(
-            {
-                "file": list(files),
-                "predicted_class": [classes[i] for i in indices[:, 0].tolist()],
-                "confidence": values[:, 0].tolist(),
-            }
-        )
-        for j in range(k):
-            frame[f"top{j + 1}_class"] = [classes[i] for i in indices[:, j].tolist()]
-            frame[f"top{j + 1}_prob"] = values[:, j].tolist()
         truth = [Path(f).parent.name if Path(f).parent.name in classes else None for f in files]
-        if any(t is not None for t in truth):
-            frame["true_class"] = truth
-            frame["correct"] = [
-                None if t is None else t == p for t, p in zip(truth, frame["predicted_class"])
-            ]
-        return frame
+        known = truth if any(t is not None for t in truth) else None
+        return top_k_table(classes, probs, files, top_k, "file", known)
 
     def predict_files(
         self,
@@ -198,6 +187,36 @@ class Predictor:
             return f"{type(err).__name__}: {err}"
 
 
+def top_k_table(
+    classes: Sequence[str],
+    probs: torch.Tensor,
+    names: Sequence[str],
+    top_k: int,
+    name_column: str = "file",
+    truth: Sequence[str | None] | None = None,
+) -> pd.DataFrame:
+    """Rows of ``name_column``, predicted class, confidence and the top-k classes with their
+    probabilities; with ``truth`` (a class or None per row), ``true_class`` and ``correct``."""
+    k = max(1, min(top_k, len(classes)))
+    values, indices = probs.topk(k, dim=1)
+    frame = pd.DataFrame(
+        {
+            name_column: list(names),
+            "predicted_class": [classes[i] for i in indices[:, 0].tolist()],
+            "confidence": values[:, 0].tolist(),
+        }
+    )
+    for j in range(k):
+        frame[f"top{j + 1}_class"] = [classes[i] for i in indices[:, j].tolist()]
+        frame[f"top{j + 1}_prob"] = values[:, j].tolist()
+    if truth is not None:
+        frame["true_class"] = list(truth)
+        frame["correct"] = [
+            None if t is None else t == p for t, p in zip(truth, frame["predicted_class"])
+        ]
+    return frame
+
+
 def _device(spec: str | torch.device) -> torch.device:
     if isinstance(spec, torch.device):
         return spec
@@ -227,10 +246,23 @@ def _positive_int(text: str) -> int:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="runner-predict",
-        description="Classify images with a finished run's checkpoint; write a CSV.",
+        description=(
+            "Classify images (or, with a text run, texts) with a finished run's checkpoint; "
+            "write a CSV."
+        ),
     )
     parser.add_argument("run_dir", help="a run directory (outputs/runs/...) or a checkpoint .pt")
-    parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched deeply)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files and/or folders (searched deeply); for a text run, .csv files (its "
+        "text column) or text files (one text per line)",
+    )
+    parser.add_argument(
+        "--text-column",
+        default=None,
+        help="text runs: the CSV column holding the texts (default: the run's dataset.text_column)",
+    )
     parser.add_argument("--out", default="predictions.csv", help="CSV to write")
     parser.add_argument(
         "--top-k", type=_positive_int, default=3, help="classes listed per image (>= 1)"
@@ -250,7 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 nothing predicted, 2 error)."""
     args = parse_args(argv)
     try:
-        predictor = Predictor.from_run(args.run_dir, args.checkpoint, args.device)
+        model, pre, ckpt = load_model(args.run_dir, args.checkpoint)
+        if pre.kind == "text":
+            from runner.text.predict import TextPredictor
+
+            texts = TextPredictor.from_loaded(args.run_dir, model, pre, ckpt, args.device)
+            return _predict_texts(texts, args)
+        predictor = Predictor(model, pre, args.device)
         files = image_files(args.inputs)
         if not files:
             raise RunnerError(f"no image files in {', '.join(args.inputs)}")
@@ -261,6 +299,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runner-predict: error: {err}", file=sys.stderr)
         return 2
     return _write(result, Path(args.out))
+
+
+def _predict_texts(predictor: Any, args: argparse.Namespace) -> int:
+    """``predictor``'s classes of the texts in ``args.inputs``, written to ``args.out``."""
+    from runner.io import write_csv
+
+    if args.text_column:
+        predictor.text_column = args.text_column
+    table = predictor.predict_files(args.inputs, args.top_k, args.batch_size)
+    if table.empty:
+        print("runner-predict: no text in the input files; nothing written", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    write_csv(out, table)
+    print(f"wrote {len(table)} prediction(s) to {out}{_accuracy(table)}")
+    return 0
+
+
+def _accuracy(table: pd.DataFrame) -> str:
+    if "correct" not in table:
+        return ""
+    known = table["correct"].dropna()
+    return f"; accuracy on the {len(known)} labelled: {known.astype(bool).mean():.4f}"
 
 
 def _write(result: Predictions, out: Path) -> int:
@@ -280,11 +341,7 @@ def _write(result: Predictions, out: Path) -> int:
         print("runner-predict: no image could be read; nothing written", file=sys.stderr)
         return 1
     write_csv(out, result.table)
-    msg = f"wrote {len(result.table)} prediction(s) to {out}"
-    if "correct" in result.table:
-        known = result.table["correct"].dropna()
-        msg += f"; accuracy on the {len(known)} in class folders: {known.astype(bool).mean():.4f}"
-    print(msg)
+    print(f"wrote {len(result.table)} prediction(s) to {out}{_accuracy(result.table)}")
     return 0
 
 

@@ -53,6 +53,7 @@ EVAL = "eval"
 CLASS_COUNTS = "class_counts.csv"
 MODEL_SUMMARY = "model_summary.csv"
 WEIGHTS_PREPROCESSING = "preprocessing.json"  # the pretrained weights' preprocessing, when followed
+VOCAB = "vocab.json"  # a text run's vocabulary (runner.text.tokenizer.Vocabulary.to_dict)
 
 RUNNING = "running"
 COMPLETED = "completed"
@@ -80,9 +81,11 @@ class Record:
     hydra: str | None = None
 
     @classmethod
-    def of(cls, cfg: Any, overrides: list[str] | None = None) -> Record:
+    def of(
+        cls, cfg: Any, overrides: list[str] | None = None, choices: dict | None = None
+    ) -> Record:
         """The record of ``cfg`` (without its ``hydra`` node); inside a Hydra app Hydra's
-        settings and recorded overrides, else ``overrides``."""
+        settings and recorded overrides, else ``overrides`` and the group ``choices``."""
         from omegaconf import OmegaConf
 
         hydra, recorded = None, overrides
@@ -95,6 +98,8 @@ class Record:
                 hydra = OmegaConf.to_yaml(node)
                 if recorded is None:
                     recorded = [str(o) for o in node.hydra.overrides.task]
+        if hydra is None and choices:  # what runner-report reads: runtime.choices
+            hydra = OmegaConf.to_yaml({"hydra": {"runtime": {"choices": choices}}})
         return cls(OmegaConf.to_yaml(cfg), list(recorded or []), hydra)
 
     def write(self, run: RunDir) -> None:
@@ -265,6 +270,20 @@ class RunDir:
         except Exception:
             return []
         return [] if isinstance(data, DictConfig) else [str(x) for x in data]
+
+    def choices(self) -> dict[str, str]:
+        """The member chosen for each config group (``{"model": "resnet18", ...}``, Hydra's
+        ``runtime.choices`` in ``.hydra/hydra.yaml``); ``{}`` when Hydra left no record."""
+        from omegaconf import OmegaConf
+
+        try:
+            record = OmegaConf.load(self.path / HYDRA)
+            choices = OmegaConf.select(record, "hydra.runtime.choices", default=None)
+        except Exception:
+            return {}
+        if choices is None:
+            return {}
+        return {str(k): str(v) for k, v in choices.items() if v is not None}
 
     def finished_summary(self, max_epochs: int) -> dict[str, Any] | None:
         """The summary of a run that needs no more training (a larger ``max_epochs`` extends

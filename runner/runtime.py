@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -117,14 +118,37 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def progress_bar(setting: Any, total: int, desc: str) -> Any:
     """A tqdm bar, or ``None``: ``auto`` shows it only on a terminal (tqdm's
-    ``disable=None``), true always, false never."""
+    ``disable=None``; a pseudo-terminal counts), true always, false never.
+
+    The bar follows the terminal's width; a terminal that reports no size (a
+    pseudo-terminal opened without one, as harnesses and ``docker exec -t`` do) counts as
+    100 columns by 24 rows — at 0 rows tqdm hides every bar.
+    """
     if setting is False or str(setting).lower() == "false":
         return None
     from tqdm.auto import tqdm
 
     disable = None if str(setting) == "auto" else False
-    bar = tqdm(total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True)
+    sized = _terminal_columns() > 0
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        leave=False,
+        disable=disable,
+        dynamic_ncols=sized,
+        ncols=None if sized else 100,
+        nrows=None if sized else 24,
+    )
     return None if bar.disable else bar
+
+
+def _terminal_columns() -> int:
+    """Columns of the terminal on stderr (tqdm's stream); 0 when it reports none or is no
+    terminal."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 class SignalCatcher:

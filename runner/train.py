@@ -24,17 +24,19 @@ from runner.validate import validate
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, overrides: list[str] | None = None, choices: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Train ``cfg``, evaluate the best weights on the test split, write the run directory.
 
     Returns the summary (the contents of ``summary.json``). Everything that can refuse
     the job — the config, the run directory (busy, holding another run), the data, a
     resume that does not fit — is checked before the first write; a refused job leaves an
     existing run as it was (:class:`runner.rundir.RunDir`). Once the run has started, an
-    error marks it ``failed`` (and is raised again). ``overrides``: what to record in
-    ``.hydra/overrides.yaml`` outside a Hydra app.
+    error marks it ``failed`` (and is raised again). ``overrides`` and ``choices`` (the member
+    of each config group): what to record in ``.hydra/`` outside a Hydra app.
     """
-    record = Record.of(cfg, overrides)
+    record = Record.of(cfg, overrides, choices)
     run: RunDir | None = None
     try:
         validate(cfg)
@@ -179,12 +181,15 @@ def resume_checkpoint(cfg: DictConfig, run: RunDir) -> Path | None:
 
 
 def extra_callbacks(cfg: DictConfig, run: RunDir, data: DataBundle) -> list[Callback]:
-    """Optional callbacks: diagnostics, then experiment trackers (which go last, so they see
-    what the others add to the summary)."""
+    """Optional callbacks: the model's cost and the data's notes, diagnostics, then experiment
+    trackers (which go last, so they see what the others add to the summary)."""
+    from runner.cost import ModelCost
     from runner.diagnostics import build_callbacks
+    from runner.notes import DataNotes
     from runner.tracking import build_loggers
 
-    return [*build_callbacks(cfg, run.path, data), *build_loggers(cfg, run.path)]
+    facts = [ModelCost(cfg.model, data), DataNotes(data)]
+    return [*facts, *build_callbacks(cfg, run.path, data), *build_loggers(cfg, run.path)]
 
 
 def finish(
@@ -344,7 +349,7 @@ def _stop_reason(result: Any, epoch: int, last_saved: bool) -> str | None:
 def model_flops(model: torch.nn.Module, data: DataBundle, run: RunDir) -> int | None:
     """FLOPs of one forward pass of one sample (torch's FlopCounterMode), after training so
     the count costs no start-up time; the per-layer table goes to model_summary.csv."""
-    from runner.models.summary import summarize
+    from runner.models.summary import format_flops, summarize
 
     dtype = torch.long if data.kind == "text" else torch.float32
     try:
@@ -353,7 +358,7 @@ def model_flops(model: torch.nn.Module, data: DataBundle, run: RunDir) -> int | 
         log.warning("could not count the model's FLOPs: %s", err)
         return None
     write_rows(run / rundir.MODEL_SUMMARY, result.rows)
-    log.info("model: %.1f MFLOPs per sample", result.flops / 1e6)
+    log.info("model: %s per sample (all ops)", format_flops(result.flops))
     return int(result.flops)
 
 

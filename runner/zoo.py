@@ -112,16 +112,17 @@ def model_params(model_cfg: Mapping[str, Any] | DictConfig) -> tuple[ModelEntry,
 
 
 def build_model(
-    model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any], quiet: bool = False
+    model_cfg: Mapping[str, Any] | DictConfig, data_kwargs: Mapping[str, Any], announce: bool = True
 ):
     """The model of ``model_cfg`` for data described by ``data_kwargs`` (``num_classes``...),
     with its architecture's own initialisation (``model.weights`` are loaded by
-    :func:`runner.hub.weights.load_pretrained`)."""
+    :func:`runner.hub.weights.load_pretrained`); ``announce=False`` builds it without the log
+    line (a variant for comparison, or a rebuild)."""
     entry, params = model_params(model_cfg)
     builder = resolve(entry.builder)
     tuning = {k: params.pop(k) for k in FINETUNE_KEYS if k in params}
     kwargs = {**_accepted(builder, dict(data_kwargs)), **params, **_accepted(builder, tuning)}
-    if not quiet:
+    if announce:
         log.info("model: %s (family %s) with %s", model_cfg.get("name"), entry.family, kwargs)
     try:
         return builder(**kwargs)

@@ -8,8 +8,11 @@ import os
 # side by side with other jobs on few cores, where spinning threads starve the working ones.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import atexit
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,13 @@ import runner.cli  # noqa: F401  (registers resolvers and schemas)
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The default data root and decode cache (conf/common/dataset.yaml) point into a scratch
+# folder of this session: tests never read the user's data folders or write their cache.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="runner-tests-"))
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ["RUNNER_DATA"] = str(_SCRATCH / "data")
+os.environ["RUNNER_CACHE"] = str(_SCRATCH / "cache")
 
 # Small, fast settings every test starts from.
 FAST = ["trainer.num_threads=2", "trainer.progress_bar=false"]

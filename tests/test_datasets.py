@@ -8,6 +8,7 @@ training epoch of each format through the ``runner`` console script.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -26,7 +27,8 @@ from runner.data.imagefolder import StreamingSplit, load_image_folder, scan, spl
 from runner.data.mnist import load_fashion_mnist, load_mnist, read_idx
 from runner.data.splits import check_group_disjoint, group_split, groups_from_regex
 from runner.errors import ConfigError, DataError
-from tests.conftest import SHARED_DATA, only_run_dir, run_cli
+from runner.train import train
+from tests.conftest import SHARED_DATA, compose_cfg, only_run_dir, run_cli
 
 # A tiny custom CNN and no diagnostics, so the CLI epochs take seconds: these tests are
 # about the data formats.
@@ -209,17 +211,19 @@ def test_image_folder_corrupt_file_is_named_or_skipped(tmp_path):
 
 def test_image_folder_cache_second_load_decodes_nothing(tmp_path, monkeypatch, caplog):
     write_folder(tmp_path / "shapes", corrupt=False)
+    cache = tmp_path / "cache"
     opened = []
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
-    first = load_image_folder(root=str(tmp_path), name="shapes", image_size=20)
+    load = functools.partial(load_image_folder, root=str(tmp_path), name="shapes")
+    first = load(image_size=20, cache_dir=str(cache))
     assert len(opened) == 36
-    files = list((tmp_path / ".cache").glob("shapes-20px-3ch-*.pt"))
+    files = list(cache.glob("shapes-20px-3ch-*.pt"))
     assert len(files) == 1
 
     opened.clear()
     with caplog.at_level("INFO", logger="runner.data.cache"):
-        second = load_image_folder(root=str(tmp_path), name="shapes", image_size=20)
+        second = load(image_size=20, cache_dir=str(cache))
     assert opened == []
     assert "loaded 36 images from cache" in caplog.text
     assert torch.equal(first.train.x, second.train.x) and first.train.names == second.train.names
@@ -227,10 +231,11 @@ def test_image_folder_cache_second_load_decodes_nothing(tmp_path, monkeypatch, c
     # touching one image invalidates the cache; another size is another file
     target = tmp_path / "shapes" / "b" / "b_obj0_frame1.png"
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
-    load_image_folder(root=str(tmp_path), name="shapes", image_size=20)
+    load(image_size=20, cache_dir=str(cache))
     assert len(opened) == 36
-    load_image_folder(root=str(tmp_path), name="shapes", image_size=12, cache=False)
-    assert len(list((tmp_path / ".cache").glob("shapes-*.pt"))) == 2
+    load(image_size=12, cache_dir=str(cache), cache=False)
+    assert len(list(cache.glob("shapes-*.pt"))) == 2
+    assert not list((tmp_path / "shapes").rglob("*.pt"))  # nothing inside the dataset
 
 
 def test_split_folders_are_used_as_is_and_duplicates_found(tmp_path):
@@ -525,6 +530,42 @@ def test_cli_trains_one_epoch_on_image_folder_and_reports_problems(tmp_path):
     assert "a/broken.jpg" in (out["run"] / "skipped_files.csv").read_text()
 
 
+def test_cli_duplicates_across_splits_are_one_log_line_and_a_report_note(tmp_path):
+    """The duplicate notice is a log warning line — not Python's ``file:line: UserWarning``
+    with the source line under it — and the report's Data section repeats it."""
+    for seed, (split, n) in enumerate((("train", 9), ("val", 3), ("test", 3))):
+        write_folder(tmp_path / "food" / split, n, corrupt=False, classes=("x", "y"), seed=seed)
+    src = tmp_path / "food" / "train" / "y" / "y_obj1_frame4.jpg"
+    (tmp_path / "food" / "test" / "y" / "copy.jpg").write_bytes(src.read_bytes())
+    out = _run_one_epoch(tmp_path, "dataset=imagefolder", "dataset.name=food",
+                         f"dataset.root={tmp_path}", "dataset.image_size=16")  # fmt: skip
+    lines = [line for line in out["stderr"].splitlines() if "identical image" in line]
+    assert len(lines) == 1 and "] warning: 1 identical image(s) appear in two splits" in lines[0]
+    assert "UserWarning" not in out["stderr"] and "warnings.warn" not in out["stderr"]
+    report = (out["run"] / "report.md").read_text()
+    assert "## Data" in report and "1 identical image(s) appear in two splits" in report
+
+
+def test_grouped_split_is_said_in_the_log_and_the_report(tmp_path, caplog):
+    """Frames of one object (fish) grouped by file name: the log and the report say so."""
+    write_folder(tmp_path / "data" / "shapes", corrupt=False)
+    cfg = compose_cfg(
+        [*TINY, "trainer.max_epochs=1", "dataset=imagefolder", "dataset.name=shapes",
+         f"dataset.root={tmp_path / 'data'}", "dataset.image_size=12",
+         "dataset.group_regex='^(.+)_frame'"],
+        tmp_path / "run",
+    )  # fmt: skip
+    with caplog.at_level("INFO", logger="runner.data.imagefolder"):
+        summary = train(cfg)
+    note = (
+        "split by group (dataset.group_regex '^(.+)_frame' on file names): 12 groups of "
+        "36 files, e.g. 'a_obj0'; the files of one group never lie in two splits"
+    )
+    assert note in caplog.text
+    assert summary["data_notes"] == [note]
+    assert f"- S{note[1:]}." in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_cli_missing_dataset_is_one_clear_error(tmp_path):
     result = run_cli(["dataset=cifar10", f"dataset.root={tmp_path}"], cwd=tmp_path)
     assert result.returncode != 0
@@ -567,14 +608,22 @@ def test_real_mnist_test_split_reaches_97_percent(tmp_path):
     assert summary["best_val_acc"] >= 0.97, summary
 
 
-def test_cache_avoids_a_read_only_root(tmp_path, monkeypatch):
+def test_cache_goes_to_the_cache_folder_never_into_a_read_only_data_root(tmp_path, caplog):
+    """The decode cache lives in dataset.cache_dir ($RUNNER_CACHE, the per-user cache), not
+    beside the data; a cache folder that cannot be written costs a warning, not the run."""
     root = tmp_path / "share"
     write_folder(root / "shapes", per_class=10, corrupt=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     root.chmod(0o555)  # read-only for everybody: not written even when running as root
     try:
-        load_image_folder(root=str(root), name="shapes", image_size=8)
+        load = functools.partial(load_image_folder, root=str(root), name="shapes", image_size=8)
+        load(cache_dir=str(tmp_path / "c"))
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        with caplog.at_level("WARNING", logger="runner.data.cache"):
+            data = load(cache_dir=str(locked / "sub"))
     finally:
         root.chmod(0o755)
-    assert not (root / ".cache").exists()
-    assert len(list((tmp_path / "xdg" / "runner").glob("shapes-8px-3ch-*.pt"))) == 1
+    assert not (root / ".cache").exists() and not list(root.rglob("*.pt"))
+    assert len(list((tmp_path / "c").glob("shapes-8px-3ch-*.pt"))) == 1
+    assert len(data.train) and f"cache folder {locked / 'sub'} is not writable" in caplog.text
+    assert not (locked / "sub").exists()

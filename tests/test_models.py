@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from runner import zoo
 from runner.models.custom_cnn import CustomCNN
 from runner.models.layers import SqueezeExcite
 from runner.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet
-from runner.models.summary import summarize
+from runner.models.summary import count_flops, format_flops, summarize
+from runner.models.text import RNNClassifier
 from runner.train import train
-from tests.conftest import compose_cfg
+from tests.conftest import ROOT, compose_cfg
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # One shrunk epoch; diagnostics (their own tests) off; one thread is fastest for tiny nets.
@@ -158,8 +160,9 @@ def test_activation_variants_run(activation):
 
 @pytest.mark.parametrize(
     ("image_size", "stem", "kernel", "pooled"),
-    [(32, "auto", 3, False), (224, "auto", 7, True), ((64, 300), "auto", 3, False),
-     (32, "imagenet", 7, True), (224, "cifar", 3, False)],
+    [(32, "auto", 3, False), (224, "auto", 7, True), ((63, 300), "auto", 3, False),
+     (64, "auto", 7, True), ((64, 300), "auto", 7, True), (32, "imagenet", 7, True),
+     (224, "cifar", 3, False)],
 )  # fmt: skip
 def test_stem(image_size, stem, kernel, pooled):
     model = ResNet(depth=18, stem=stem, image_size=image_size, width=8)
@@ -341,3 +344,73 @@ def test_summarize_token_model():
     assert rows["(root)"]["params"] == 12 * 8
     # LSTM: per step and direction 2 * (4*16) * (8 + 16) FLOPs; then the classifier.
     assert summary.flops == 2 * 12 * 2 * (4 * 16) * (8 + 16) + 2 * 32 * 3
+
+
+# ------------------------------------------------------------------ count_flops
+
+
+def _rnn(**kwargs):
+    return lambda: RNNClassifier(num_classes=3, vocab_size=50, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("build", "shape", "dtype"),
+    [
+        (lambda: ResNet(depth=18, stem="cifar", image_size=64), (3, 64, 64), None),
+        (lambda: ResNet(depth=18, stem="imagenet", image_size=64), (3, 64, 64), None),
+        (lambda: ResNet(depth=50, stem="imagenet", width=16), (3, 96, 80), None),
+        (lambda: ResNet(depth=18, attention="se", width=16, image_size=32), (3, 32, 32), None),
+        (lambda: CustomCNN(in_channels=1, image_size=28, padding="valid"), (1, 28, 28), None),
+        (_rnn(cell="lstm", bidirectional=True, num_layers=2), (40,), torch.long),
+        (_rnn(cell="gru", pooling="mean"), (40,), torch.long),
+        (_rnn(cell="rnn", bidirectional=True), (40,), torch.long),
+        (_TokenClassifier, (12,), torch.long),
+    ],
+)
+def test_count_flops_equals_torch_flop_counter(build, shape, dtype):
+    """The shape-only count (run start) equals FlopCounterMode's (run end) for every model
+    made of convolutions, linear and recurrent layers; the model is left as it was."""
+    model = build().train()
+    dtype = dtype or torch.float32
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cheap = count_flops(model, shape, dtype)
+    assert cheap == summarize(model, shape, dtype).flops > 0
+    assert model.training and not any("forward" in vars(m) for m in model.modules())
+    x = torch.ones(2, *shape, dtype=dtype) if dtype == torch.long else torch.randn(2, *shape)
+    assert model.eval()(x).abs().sum() > 0  # convolutions and linears compute again
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_count_flops_of_a_text_model_counts_every_token():
+    """A recurrent text model is counted for a text filling its length, never 0: a
+    1-layer LSTM of 8 units over 32 tokens of 16-wide embeddings is 49 kFLOPs + the head."""
+    model = RNNClassifier(num_classes=3, vocab_size=30, embed_dim=16, hidden_size=8)
+    flops = count_flops(model, (32,), torch.long)
+    assert flops == 2 * 32 * (4 * 8) * (16 + 8) + 2 * 8 * 3
+    assert format_flops(flops) == "49.2 kFLOPs"
+    assert (
+        format_flops(4_443_345_920) == "4.44 GFLOPs" and format_flops(296_096_768) == "296.1 MFLOPs"
+    )
+
+
+def test_count_flops_is_cheap_and_imports_no_dynamo():
+    """Counting a 224-px ResNet-50 takes well under a second and leaves torch._dynamo (the
+    seconds FlopCounterMode costs on first use) unimported."""
+    import subprocess
+
+    code = (
+        "import sys, time, torch\n"
+        "from runner.models.resnet import ResNet\n"
+        "from runner.models.summary import count_flops\n"
+        "model = ResNet(depth=50, stem='imagenet')\n"
+        "start = time.perf_counter()\n"
+        "flops = count_flops(model, (3, 224, 224))\n"
+        "print(flops, time.perf_counter() - start, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    flops, seconds, dynamo = out.stdout.split()
+    assert 8.0e9 < int(flops) < 8.4e9  # torchvision: 4.09 GMACs
+    assert float(seconds) < 1.0 and dynamo == "False"

@@ -155,6 +155,7 @@ def test_preset_grid_runs_as_a_multirun_in_smoke_form(tmp_path):
     args = ["-m", "+experiment=s4_cnn", "+debug=smoke", "model.filters=[8]", "model.kernel_size=3"]
     proc = run_cli([*args, *FAST], tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout + proc.stderr).count("sweep of 2 jobs") == 1
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     table = pd.read_csv(sweep / "summary.csv")
     assert sorted(table["model.pooling"]) == ["avg", "max"]

@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from runner.api import train as runner_train
 from runner.runtime import available_cores
+from runner.sweep.figures import panel_keys
 from runner.sweep.report import main as report_main
-from runner.sweep.runs import declared_sweep_keys
-from runner.sweep.summary import write_sweep_summary
+from runner.sweep.runs import declared_sweep_keys, load_sweep
+from runner.sweep.summary import curve_series, write_sweep_summary
 from runner.train import train
 from tests.conftest import CONF, FAST, compose_cfg, run_cli
 
@@ -50,6 +52,7 @@ def test_sweep_writes_summary_files_and_resumes(tmp_path):
     args = ["-m", "optimizer=sgd,adam", "trainer.max_epochs=2", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout + proc.stderr).count("sweep of 2 jobs (0 failed)") == 1
     for name in SWEEP_FILES:
         assert (sweep / name).stat().st_size > 0, name
     table = pd.read_csv(sweep / "summary.csv")
@@ -255,3 +258,48 @@ def test_command_line_values_replace_a_presets_sweep_params():
         }
     )
     assert declared_sweep_keys(multirun) == ["model.pooling", "seed"]
+
+
+def test_runner_report_compares_arbitrary_runs_by_what_differs(tmp_path, capsys):
+    """Runs that are not one sweep: only keys whose value differs between the runs are
+    shown, with every run's real value (a default where it did not override the key), under
+    a "comparison" heading; a key overridden to its default is not "swept"."""
+    base = ["trainer.max_epochs=1", *TINY]
+    settings = {
+        "plain": [],
+        "sgd_avg": ["optimizer=sgd", "model.pooling=avg"],
+        "defaults": ["optimizer=adam", "model.pooling=max", "trainer.seed=42"],  # = defaults
+    }
+    runs = []
+    for name, overrides in settings.items():
+        runs.append(Path(runner_train([*base, *overrides], run_dir=tmp_path / name)["run_dir"]))
+    out = tmp_path / "report"
+    assert report_main([*map(str, runs), "--out", str(out)]) == 0
+    assert "3 runs (3 completed)" in capsys.readouterr().out
+    table = pd.read_csv(out / "summary.csv", dtype=str).set_index("run_dir")
+    swept = [c for c in table.columns if c in ("optimizer", "model.pooling", "trainer.seed")]
+    assert swept == ["optimizer", "model.pooling"]  # trainer.seed: 42 everywhere
+    assert table.loc[str(runs[0]), "optimizer"] == "adam"  # not overridden: its default
+    assert table.loc[str(runs[0]), "model.pooling"] == "max"
+    assert table.loc[str(runs[1]), ["optimizer", "model.pooling"]].tolist() == ["sgd", "avg"]
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# Comparison of 3 runs")
+    assert "Settings that differ: `optimizer`, `model.pooling`." in md and "Sweep" not in md
+    assert set(pd.read_csv(out / "effects.csv")["key"]) == {"optimizer", "model.pooling"}
+    series = curve_series(load_sweep(runs).jobs, pd.read_csv(out / "summary.csv", dtype=str),
+                          swept, seeded=False)  # fmt: skip
+    labels = [label for label, _ in series]
+    assert all("nan" not in label and "None" not in label for label in labels), labels
+    assert any(label.endswith("optimizer=adam, pooling=max") for label in labels), labels
+
+
+def test_effects_figure_has_no_panel_for_a_key_with_one_value():
+    effects = pd.DataFrame(
+        {
+            "metric": ["best_val_loss"] * 3,
+            "key": ["optimizer", "optimizer", "model.width"],
+            "value": ["sgd", "adam", "8"],
+        }
+    )
+    assert panel_keys(effects) == ["optimizer"]
+    assert panel_keys(effects.iloc[2:]) == []

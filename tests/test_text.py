@@ -246,3 +246,42 @@ def test_s4_bilstm_reaches_070_macro_f1_on_nusax(tmp_path: Path) -> None:
     assert result["agreement"] == 1.0 and result["numpy_macro_f1"] == pytest.approx(
         summary["test_macro_f1"], abs=1e-9
     )
+
+
+# ------------------------------------------------------------------ defaults for text
+
+
+def test_text_dataset_brings_the_text_recipe_without_a_preset() -> None:
+    """``dataset=nusax_senti model=bilstm`` composes the S4 preset's recipe from the parts'
+    own defaults (the text trainer, min_freq, the recurrent family's pooling and dropout);
+    the preset adds only its optimiser. Command-line values still win."""
+    from tests.conftest import compose_cfg
+
+    plain = compose_cfg(["dataset=nusax_senti", "model=bilstm"])
+    preset = compose_cfg(["+experiment=s4_text"])
+    for key in ("trainer", "model", "dataset", "scheduler"):
+        assert plain[key] == preset[key], key
+    assert plain.trainer.monitor == plain.trainer.early_stopping.monitor == "val_macro_f1"
+    assert (plain.trainer.batch_size, plain.trainer.max_epochs) == (32, 40)
+    assert (plain.model.pooling, plain.model.embed_dropout, plain.dataset.min_freq) == (
+        "mean",
+        0.5,
+        2,
+    )
+    assert preset.optimizer._target_ == "torch.optim.AdamW"
+    image = compose_cfg(["dataset=digits"])
+    assert image.trainer.monitor == "val_loss" and image.trainer.batch_size == 64
+    own = compose_cfg(["dataset=nusax_senti", "trainer.monitor=val_loss", "trainer=default"])
+    assert own.trainer.monitor == "val_loss" and own.trainer.batch_size == 64
+
+
+@pytest.mark.slow
+def test_plain_bilstm_on_nusax_reaches_068_macro_f1_without_a_preset(tmp_path: Path) -> None:
+    """What a new user types first: no preset, only the dataset and the model."""
+    if not (NUSAX / "train.csv").is_file():
+        pytest.skip(f"NusaX-Senti not found at {NUSAX}")
+    args = ["dataset=nusax_senti", "model=bilstm", f"dataset.path={NUSAX}"]
+    proc = run_cli(args, tmp_path, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["test_macro_f1"] >= 0.68, summary

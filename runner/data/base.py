@@ -43,6 +43,8 @@ class DataBundle:
     (images only; in units of [0, 1] pixel values).
     extra_model_kwargs: further keyword arguments for the model builder (e.g.
     ``vocab_size`` for text models).
+    notes: sentences on how the data was prepared that a reader of the results needs
+    (a split by groups, duplicates across splits); the run's report lists them.
     """
 
     name: str
@@ -56,6 +58,7 @@ class DataBundle:
     augment: Any = None  # an AugmentConf-like object, or None
     extra_model_kwargs: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)  # e.g. a vocabulary to save
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

@@ -8,9 +8,10 @@ file (old ones can be deleted at will). It is written atomically (temporary
 file + :func:`os.replace`), so an interrupted run never leaves a half file, and
 read with ``torch.load(weights_only=True)``.
 
-The cache directory is the first writable of ``<root>/.cache``, ``<dataset
-folder's parent>/.cache`` and ``$XDG_CACHE_HOME/runner`` (``~/.cache/runner``);
-when none is writable the run decodes every time, with a warning.
+The cache directory is ``dataset.cache_dir``: ``$RUNNER_CACHE``, else
+``$XDG_CACHE_HOME/runner`` (``~/.cache/runner``) — a per-user cache folder, never the
+dataset's own folder, which may be shared or read-only. When it is not writable the
+run decodes every time, with a warning.
 """
 
 from __future__ import annotations
@@ -65,25 +66,15 @@ def _writable(directory: Path) -> bool:
         return False
 
 
-def cache_dir(root: str | Path, folder: Path) -> Path | None:
-    """The first writable cache directory (see module docstring), or None."""
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    for candidate in (Path(root) / ".cache", folder.parent / ".cache", Path(xdg) / "runner"):
-        if _writable(candidate):
-            return candidate
-    return None
-
-
-def cache_path(
-    root: str | Path, folder: Path, name: str, key: str, size: int, ch: int
-) -> Path | None:
-    """Where the cache file for these settings lives (None if nowhere is writable)."""
-    directory = cache_dir(root, folder)
-    if directory is None:
-        warnings.warn(
-            f"no writable cache directory (tried {Path(root) / '.cache'}, "
-            f"{folder.parent / '.cache'}, $XDG_CACHE_HOME/runner): decoding every run",
-            stacklevel=2,
+def cache_path(directory: str | Path, name: str, key: str, size: int, ch: int) -> Path | None:
+    """Where the cache file for these settings lives in ``directory`` (made if absent), or
+    None (with a warning: every run decodes) when it cannot be written."""
+    directory = Path(directory).expanduser()
+    if not _writable(directory):
+        log.warning(
+            "cache folder %s is not writable: decoding the images on every run; set "
+            "RUNNER_CACHE or dataset.cache_dir to a folder of your own",
+            directory,
         )
         return None
     return directory / f"{name}-{size}px-{ch}ch-{key}.pt"

@@ -437,6 +437,17 @@ def split_indices(
     return out
 
 
+def _group_note(groups: list[str], regex: str, csv: str, column: str) -> str:
+    """``Split by group (...): 480 groups of 1 234 files, e.g. '..._fish3'; ...``."""
+    how = f"dataset.group_regex '{regex}' on file names" if regex else f"'{column}' of {csv}"
+    distinct = list(dict.fromkeys(g for g in groups if not g.startswith("<file>")))
+    example = f", e.g. {distinct[0]!r}" if distinct else ""
+    return (
+        f"split by group ({how}): {len(set(groups))} groups of {len(groups)} files{example}; "
+        "the files of one group never lie in two splits"
+    )
+
+
 def _groups(layout: Layout, folder: Path, regex: str, csv: str, column: str, file_column: str):
     if regex and csv:
         raise ConfigError("set dataset.group_regex or dataset.group_csv, not both")
@@ -593,6 +604,7 @@ def load_image_folder(
     *,
     name: str = "imagefolder",
     root: str = "data",
+    cache_dir: str = "",
     path: str = "",
     download: bool = False,
     image_size: int = 64,
@@ -619,6 +631,7 @@ def load_image_folder(
 
     Args:
         path: the folder — absolute, relative to ``root``, or ``""`` = ``<root>/<name>``.
+        cache_dir: where the decoded images are cached (with ``cache``); ``""`` = no cache.
         image_size: side in pixels of the square images (shorter side resized, centre crop).
         channels: 3 (RGB) | 1 (grey).
         streaming: auto (stream when the decoded set exceeds ``streaming_threshold_mb``
@@ -629,6 +642,9 @@ def load_image_folder(
     folder = _checked_folder(root, path, name, download, image_size, channels)
     layout = scan(folder)
     groups = _groups(layout, folder, group_regex, group_csv, group_column, group_file_column)
+    notes = [] if groups is None else [_group_note(groups, group_regex, group_csv, group_column)]
+    for note in notes:
+        log.info("%s", note)
     workers = min(8, os.cpu_count() or 1) if num_workers < 0 else num_workers
     decoding = Decoding(image_size, channels, skip_corrupt, workers)
     options = BundleOptions(normalize, subset, seed, augment, check_duplicates)
@@ -639,9 +655,12 @@ def load_image_folder(
             "streaming %d images (%.0f MiB decoded) from %s", len(layout.files), decoded_mb, folder
         )
         parts = split_indices(layout, groups, *fractions, seed)
-        return _streaming_bundle(name, folder, layout, parts, decoding, options)
-    target = _cache_target(root, name, folder, layout, decoding) if cache else None
-    return _memory_bundle(name, folder, layout, groups, target, decoding, options, fractions)
+        bundle = _streaming_bundle(name, folder, layout, parts, decoding, options)
+    else:
+        target = _cache_target(cache_dir, name, folder, layout, decoding) if cache else None
+        bundle = _memory_bundle(name, folder, layout, groups, target, decoding, options, fractions)
+    bundle.notes[:0] = notes
+    return bundle
 
 
 def _checked_folder(
@@ -697,11 +716,15 @@ def _streams(streaming: Any, decoded_mb: float, threshold_mb: float) -> bool:
     return value == "true" or (value == "auto" and decoded_mb > threshold_mb)
 
 
-def _cache_target(root: str, name: str, folder: Path, layout: Layout, decoding: Decoding) -> Path:
+def _cache_target(
+    cache_dir: str, name: str, folder: Path, layout: Layout, decoding: Decoding
+) -> Path | None:
     """Where the decoded set of ``layout`` is cached (:mod:`runner.data.cache`)."""
+    if not cache_dir:
+        return None
     size, channels = decoding.image_size, decoding.channels
     key = cache_mod.cache_key(folder, layout.files, size, channels, str(folder.resolve()))
-    return cache_mod.cache_path(root, folder, name, key, size, channels)
+    return cache_mod.cache_path(cache_dir, name, key, size, channels)
 
 
 def _decoded(

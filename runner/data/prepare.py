@@ -242,6 +242,7 @@ def finish_bundle(
     *,
     stats: Stats | None = None,
     artifacts: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> DataBundle:
     """The image :class:`DataBundle` of train/val/test ``splits``, after the shared steps.
 
@@ -250,9 +251,11 @@ def finish_bundle(
     ``artifacts["duplicates.csv"]`` (a DataFrame with
     :data:`runner.data.splits.DUPLICATE_COLUMNS`, empty when there are none); the run
     writes each artifact under its key's file name. ``stats``: the dataset's (mean, std)
-    when known, else ``normalize: dataset`` measures the train split.
+    when known, else ``normalize: dataset`` measures the train split. ``notes``: the
+    loader's sentences for the report (:attr:`DataBundle.notes`); duplicates add one.
     """
     train, val, test = splits
+    notes = list(notes)
     if options.subset:
         keep = torch.as_tensor(subset_per_class(train.y.numpy(), options.subset, options.seed))
         names = [train.names[i] for i in keep.tolist()] if train.names is not None else None
@@ -267,6 +270,11 @@ def finish_bundle(
             {k: (s.x, s.names) for k, s in (("train", train), ("val", val), ("test", test))}
         )
         artifacts["duplicates.csv"] = pd.DataFrame(pairs, columns=list(DUPLICATE_COLUMNS))
+        if pairs:
+            notes.append(
+                f"{len(pairs)} identical image(s) appear in two splits (duplicates.csv): they "
+                "inflate validation/test accuracy"
+            )
     channels = int(train.x.shape[1])
     if options.normalize == "dataset" and stats is None:
         stats = channel_stats(train.x)
@@ -282,6 +290,7 @@ def finish_bundle(
         std=std,
         augment=options.augment,
         artifacts=artifacts,
+        notes=notes,
     )
 
 

@@ -9,15 +9,21 @@ YAML file in ``conf/dataset/`` (see README "Architecture").
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError, DataError
+from runner.paths import register_resolvers
 from runner.registry import Registry, resolve
+
+register_resolvers()  # dataset.root / cache_dir of stored configs resolve here too
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +89,19 @@ def dataset_params(dataset_cfg: Mapping[str, Any] | DictConfig) -> tuple[Dataset
 def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
     """The :class:`DataBundle` of ``dataset_cfg`` (split with ``seed``)."""
     entry, params = dataset_params(dataset_cfg)
-    log.info("dataset: %s (format %s)", params.get("name"), entry.format)
+    where = ""
+    if "path" in params:  # a format that reads files: say where they are looked for
+        path = str(params["path"])
+        if path and Path(path).expanduser().is_absolute():
+            where = f", data {path}"
+        else:
+            where = f", data root {params.get('root')} (path {path or '<root>/<name>'})"
+    if params.get("cache") and params.get("cache_dir"):
+        where += f", decode cache {params['cache_dir']}"
+    log.info("dataset: %s (format %s)%s", params.get("name"), entry.format, where)
     folds = {k: params.pop(k, 0) for k in ("folds", "fold")}
-    data = resolve(entry.loader)(seed=seed, **params)
+    with warnings_as_log_lines():
+        data = resolve(entry.loader)(seed=seed, **params)
     if folds["folds"]:
         from runner.data.prepare import fold_bundle
 
@@ -94,6 +110,22 @@ def build_data(dataset_cfg: Mapping[str, Any] | DictConfig, seed: int):
                  len(data.train), len(data.val))  # fmt: skip
     check_bundle(data, params)
     return data
+
+
+@contextlib.contextmanager
+def warnings_as_log_lines() -> Iterator[None]:
+    """While a dataset loads, the notices its loader raises as Python warnings (identical
+    images across splits, skipped files, groups without a split) become one log warning
+    each — the message alone, without the ``file:line: UserWarning`` and source line
+    Python prints. The warnings filters still decide which are shown; each load starts
+    afresh, so every run of a sweep says its own."""
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        log.warning("warning: %s", message)
+
+    with warnings.catch_warnings():  # restores showwarning and the filters afterwards
+        warnings.showwarning = show
+        yield
 
 
 def check_bundle(data: Any, params: Mapping[str, Any]) -> None:

@@ -189,7 +189,9 @@ def head_keys(model_cfg: Mapping[str, Any], data_kwargs: Mapping[str, Any]) -> s
 
     def shapes(device: str, classes: int) -> dict[str, torch.Size]:
         with torch.device(device):
-            model = zoo.build_model(model_cfg, {**data_kwargs, "num_classes": classes}, quiet=True)
+            model = zoo.build_model(
+                model_cfg, {**data_kwargs, "num_classes": classes}, announce=False
+            )
         return {k: v.shape for k, v in model.state_dict().items()}
 
     try:

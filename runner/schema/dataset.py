@@ -86,6 +86,7 @@ class ImageFolderConf(DatasetConf):
     group_file_column: str = MISSING
     skip_corrupt: bool = MISSING
     cache: bool = MISSING
+    cache_dir: str = MISSING
     check_duplicates: bool = MISSING
     streaming: Any = MISSING  # auto | true | false
     streaming_threshold_mb: float = MISSING

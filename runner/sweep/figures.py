@@ -21,9 +21,10 @@ _MAX_LABEL = 70  # characters of a legend entry
 
 
 def plot_sweep_curves(
-    series: Sequence[tuple[str, list[pd.DataFrame]]], monitor: str, path: Path
+    series: Sequence[tuple[str, list[pd.DataFrame]]], monitor: str, path: Path, noun: str = "job"
 ) -> Path:
-    """Validation loss (left) and accuracy (right) per epoch, one line per job.
+    """Validation loss (left) and accuracy (right) per epoch, one line per job (``noun``:
+    what the title calls one line, "job" of a sweep or "run").
 
     ``series``: (label, metrics frames) best first; several frames (seeds) are drawn as
     their mean with a ± std band. Colours follow the rank (best first) so that 2 or 30
@@ -43,7 +44,7 @@ def plot_sweep_curves(
             ax.text(
                 0.5, 0.5, "no job has metrics yet", ha="center", va="center", transform=ax.transAxes
             )
-    fig.suptitle(_curves_title(series, monitor))
+    fig.suptitle(_curves_title(series, monitor, noun))
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(
@@ -85,28 +86,34 @@ def _draw_series(axes, series: Sequence[tuple[str, list[pd.DataFrame]]], colors,
     return many_epochs
 
 
-def _curves_title(series: Sequence[tuple[str, list[pd.DataFrame]]], monitor: str) -> str:
+def _curves_title(
+    series: Sequence[tuple[str, list[pd.DataFrame]]], monitor: str, noun: str = "job"
+) -> str:
     direction = "lower" if lower_is_better(monitor) else "higher"
     runs = sum(len(frames) for _, frames in series)
     what = (
-        f"{len(series)} jobs"
+        f"{len(series)} {noun}s"
         if runs == len(series)
-        else f"{len(series)} configurations ({runs} jobs, mean ± std over seeds or folds)"
+        else f"{len(series)} configurations ({runs} {noun}s, mean ± std over seeds or folds)"
     )
     return (
         f"validation curves of {what}; legend best first by best {monitor} ({direction} is better)"
     )
 
 
-def plot_effects(effects: pd.DataFrame, metric: str, path: Path) -> Path:
+def plot_effects(
+    effects: pd.DataFrame, metric: str, path: Path, key_noun: str = "swept key"
+) -> Path:
     """Per swept key: mean ± std over runs (dot and bar) and the best configuration (diamond).
 
     One row of panels for the monitored metric and one for validation accuracy (when the
-    monitor is not accuracy); at most 4 keys per row.
+    monitor is not accuracy); at most 4 keys per row. A key with one value has no panel
+    (there is nothing to compare). ``key_noun`` names the keys in the title ("swept key",
+    or "differing key" for runs that are not one sweep).
     """
     plt = _plt()
     metrics = [m for m in dict.fromkeys([metric, "best_val_acc"]) if m in set(effects["metric"])]
-    keys = list(dict.fromkeys(effects["key"]))
+    keys = panel_keys(effects)
     cols = max(1, min(4, len(keys)))
     key_rows = max(1, math.ceil(len(keys) / cols))
     rows = max(1, len(metrics)) * key_rows
@@ -124,19 +131,27 @@ def plot_effects(effects: pd.DataFrame, metric: str, path: Path) -> Path:
         ax.text(
             0.5,
             0.5,
-            "no finished jobs to compare" if keys else "nothing was swept",
+            "no finished jobs to compare" if keys else f"no {key_noun} has two values",
             ha="center",
             va="center",
             transform=ax.transAxes,
         )
         ax.set_axis_off()
     fig.suptitle(
-        "effect of each swept key: mean ± std over its runs (●) and its best configuration (◆)"
+        f"effect of each {key_noun}: mean ± std over its runs (●) and its best configuration (◆)"
     )
     fig.tight_layout()
     save_figure(path, fig)
     plt.close(fig)
     return path
+
+
+def panel_keys(effects: pd.DataFrame) -> list[str]:
+    """The keys of effects.csv that get a panel: those with at least two values."""
+    if effects.empty:
+        return []
+    values = effects.groupby("key", sort=False)["value"].nunique()
+    return [k for k in dict.fromkeys(effects["key"]) if values[k] > 1]
 
 
 def _effect_panel(ax, rows: pd.DataFrame, metric: str, key: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runner.rundir import MISSING, RESULTS, RunDir, find_runs
 
@@ -37,6 +37,7 @@ class Job:
 
     ``status`` is summary.json's status (completed | early_stopped | diverged |
     interrupted | failed | running) or ``missing`` when the job has no summary yet.
+    ``choices``: the member of each config group (Hydra's record; ``{}`` without one).
     """
 
     num: str
@@ -45,6 +46,22 @@ class Job:
     summary: dict[str, Any]
     metrics: pd.DataFrame | None
     config: DictConfig | None
+    choices: dict[str, str] = field(default_factory=dict)
+
+    def value(self, key: str) -> str | None:
+        """The job's setting of an override ``key``, whether or not the job overrode it: a
+        group's chosen member (``model`` → ``resnet18``), else the composed config's value
+        (``model.stem`` → ``cifar``, a default included), else the override as written;
+        ``None`` when the job has no such setting."""
+        group = key.split("@")[0]
+        if group in self.choices:
+            return self.choices[group]
+        found = _select(self.config, key)
+        if isinstance(found, DictConfig) and "name" in found:  # a group without a record
+            found = found.get("name")
+        if found is not None and not isinstance(found, DictConfig):
+            return _text(found)
+        return self.overrides.get(key)
 
     @property
     def status(self) -> str:
@@ -123,6 +140,7 @@ def read_job(path: Path, num: str) -> Job:
         summary=run.summary(),
         metrics=run.metrics(),
         config=run.config(),
+        choices=run.choices(),
     )
 
 
@@ -165,15 +183,17 @@ def declared_sweep_keys(multirun: DictConfig) -> list[str]:
 
 
 def swept_keys(jobs: Sequence[Job], declared: Sequence[str] = ()) -> list[str]:
-    """Keys declared as swept, plus any override whose value differs between jobs.
+    """Keys declared as swept, plus any overridden key whose value differs between jobs —
+    the job's actual value (:meth:`Job.value`), so a key one run overrode and another left
+    at the same default is not "swept", and one that differs from another's default is.
 
     Ordered as they first appear in the jobs' overrides (declared-only keys last).
     """
     order: list[str] = []
     for job in jobs:
-        order += [k for k in job.overrides if k not in order]
+        order += [k for k in job.overrides if k not in order and not _is_hydra_setting(k)]
     order += [k for k in declared if k not in order]
-    varying = {k for k in order if len({job.overrides.get(k) for job in jobs}) > 1}
+    varying = {k for k in order if len({job.value(k) for job in jobs}) > 1}
     return [k for k in order if k in varying or k in declared]
 
 
@@ -186,6 +206,22 @@ def monitor_of(jobs: Sequence[Job]) -> str:
 def _key(override: Any) -> str:
     key = override.key_or_group
     return key if override.package is None else f"{key}@{override.package}"
+
+
+def _is_hydra_setting(key: str) -> bool:
+    """``hydra.run.dir=…``, ``hydra/launcher=joblib``: where and how a job ran, not what."""
+    return key.startswith(("hydra.", "hydra/"))
+
+
+def _text(value: Any) -> str:
+    """A config value as the command line writes it (``true``, ``null``, ``[8, 16]``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return str(value)
 
 
 def _select(cfg: DictConfig | None, key: str) -> Any:

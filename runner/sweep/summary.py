@@ -101,12 +101,11 @@ def write_sweep_summary(
     result.files += optuna.pop("files", [])
     md = markdown_summary(sweep, table, configs, effects, monitor, findings, optuna)
     result.files.append(write_text(out / "summary.md", md))
-    result.files.append(
-        figures.plot_sweep_curves(
-            curve_series(sweep.jobs, table, sweep.swept, seeded), monitor, out / "curves.png"
-        )
-    )
-    result.files.append(figures.plot_effects(effects, metric, out / "effects.png"))
+    series = curve_series(sweep.jobs, table, sweep.swept, seeded)
+    noun = "job" if sweep.root else "run"
+    result.files.append(figures.plot_sweep_curves(series, monitor, out / "curves.png", noun))
+    keys = "swept key" if sweep.root else "differing key"
+    result.files.append(figures.plot_effects(effects, metric, out / "effects.png", keys))
     return result
 
 
@@ -119,7 +118,7 @@ def jobs_table(jobs: Sequence[Job], swept: Sequence[str], monitor: str) -> pd.Da
     rows = []
     for job in jobs:
         row: dict[str, Any] = {"job": job.num}
-        row.update({key: job.overrides.get(key) for key in swept})
+        row.update({key: job.value(key) for key in swept})
         row["status"] = job.status
         row[metric] = job.summary.get(metric)
         for key, value in job.summary.items():
@@ -275,10 +274,15 @@ def curve_series(
 
 
 def short_label(row: pd.Series, keys: Sequence[str]) -> str:
-    """``optimizer=sgd, kernel_size=5`` — last key component when it is unambiguous."""
+    """``optimizer=sgd, kernel_size=5`` — last key component when it is unambiguous; a key
+    a run does not have at all reads ``unset``."""
     last = [k.split(".")[-1] for k in keys]
     names = [s if last.count(s) == 1 else k for s, k in zip(last, keys)]
-    return ", ".join(f"{n}={row[k]}" for n, k in zip(names, keys))
+    return ", ".join(f"{n}={_shown(row[k])}" for n, k in zip(names, keys))
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None or value is pd.NA or value != value else str(value)
 
 
 # ------------------------------------------------------------------ markdown
@@ -296,19 +300,22 @@ def markdown_summary(
     """summary.md: status counts, the ranked jobs, seeds, effects, diagnoses, figures."""
     metric = f"best_{monitor}"
     direction = "lower" if lower_is_better(monitor) else "higher"
-    name = sweep.root.name if sweep.root else f"{len(sweep.jobs)} runs"
+    runs = f"{len(table)} {'job' if sweep.root else 'run'}{'s' if len(table) != 1 else ''}"
+    keys = ", ".join(f"`{k}`" for k in sweep.swept)
+    if sweep.root:  # one sweep directory
+        title, differ, key_noun = f"Sweep summary: {sweep.root.name}", "Swept", "swept key"
+    else:  # any runs side by side: only what differs between them is shown
+        title, differ, key_noun = f"Comparison of {runs}", "Settings that differ", "differing key"
     counts = table["status"].value_counts()
     lines = [
-        f"# Sweep summary: {name}",
+        f"# {title}",
         "",
-        f"{len(table)} job{'s' if len(table) != 1 else ''}: "
-        + ", ".join(f"{n} {s}" for s, n in counts.items())
-        + ".",
+        f"{runs}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
         f"Ranked by `{metric}` ({direction} is better). "
-        f"Swept: {', '.join(f'`{k}`' for k in sweep.swept) or 'nothing'}.",
+        f"{differ}: {keys or 'nothing (the runs share every overridden setting)'}.",
         f"Rebuild these files at any time with `runner-report {sweep.root or '<run dirs>'}`.",
         "",
-        "## Jobs, best first",
+        f"## {'Jobs' if sweep.root else 'Runs'}, best first",
         "",
         markdown_table(_md_jobs(table, sweep.swept, metric)),
     ]
@@ -318,7 +325,7 @@ def markdown_summary(
         )
         lines += ["", f"## Mean ± std over {over}", "", markdown_table(_md_seeds(configs))]
     if not effects.empty:
-        lines += ["", f"## Effect of each swept key on `{metric}`", ""]
+        lines += ["", f"## Effect of each {key_noun} on `{metric}`", ""]
         lines.append("best: the best configuration with that value; mean ± std: all its runs.")
         lines += ["", markdown_table(_md_effects(effects, metric))]
     if findings:
@@ -331,7 +338,7 @@ def markdown_summary(
         "",
         "![validation curves of every job](curves.png)",
         "",
-        "![effect of each swept key](effects.png)",
+        f"![effect of each {key_noun}](effects.png)",
         "",
     ]
     return "\n".join(lines)

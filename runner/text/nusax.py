@@ -18,6 +18,7 @@ import torch
 from runner.data.base import DataBundle, Split
 from runner.data.prepare import stratified_split, subset_per_class
 from runner.errors import DataError
+from runner.rundir import VOCAB
 from runner.text.tokenizer import PAD_IDX, Vocabulary
 
 # The NusaX repository at the commit /work/shared/data/nusax_senti_id was taken from.
@@ -88,7 +89,7 @@ def load_nusax(
         test=splits["test"],
         kind="text",
         extra_model_kwargs={"vocab_size": len(vocab), "pad_idx": PAD_IDX},
-        artifacts={"vocab.json": vocab.to_dict()},
+        artifacts={VOCAB: vocab.to_dict()},
     )
 
 
