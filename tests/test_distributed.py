@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +36,9 @@ def test_single_process_is_rank_zero_of_one():
 
 
 def _torchrun(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    exe = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    cmd = [exe, "--standalone", "--nproc_per_node=2", "-m", "runner", *args]
+    # torchrun's own module, run by this interpreter (a `torchrun` on PATH may be another's)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "runner", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
