@@ -89,6 +89,7 @@ def test_bf16_channels_last_reach_the_step(tmp_path):
     assert not loop.scaler.is_enabled()  # no GradScaler for bf16
 
 
+@pytest.mark.slow  # a full ResNet-18 for 3 epochs: ~40 s on a quiet 2-core CPU
 def test_cifar10_fast_preset_trains_on_cifar_batches(tmp_path):
     """The fast CIFAR-10 recipe (auto precision, one-cycle, label smoothing, flip TTA,
     fused SGD) trains on real CIFAR-10 pickle batches and learns their classes. On a CPU

@@ -143,9 +143,10 @@ def test_lr_find_refuses_a_run_directory(tmp_path, capsys):
 
     run = RunDir(tmp_path / "run")
     run.start()  # summary.json: status running
+    before = sorted(p.name for p in run.path.iterdir())
     assert main(["--out", str(run.path / "lrf")]) == 2
     assert "run directory" in capsys.readouterr().err
-    assert sorted(p.name for p in run.path.iterdir()) == ["summary.json"]
+    assert sorted(p.name for p in run.path.iterdir()) == before  # nothing added
 
 
 def test_lr_find_console_script_starts(tmp_path):
