@@ -5,9 +5,9 @@ runner's own checks (:func:`runner.validate.validate`: ranges, cross-key rules, 
 names) ran only when each job started, so ``optimizer.lr=0.001,0`` trained job 0 before job 1
 was refused. This sweeper composes and checks every job of the sweep before any runs, in the
 launching process, and refuses the whole sweep listing every invalid job — before the sweep
-folder is made. The sweeper itself is ``hydra_plugins/runner_sweeper`` (Hydra loads sweepers
-only from the ``hydra_plugins`` package), selected in ``conf/config.yaml`` (``override
-hydra/sweeper: runner``); other sweepers (Optuna) still check each trial when it starts.
+folder is made. The sweeper itself is ``hydra_plugins/runner_sweeper`` (Hydra loads
+sweepers only from the ``hydra_plugins`` package); it replaces ``hydra/sweeper/basic``, so
+it is the default, and other sweepers (Optuna) still check each trial when it starts.
 """
 
 from __future__ import annotations
