@@ -87,7 +87,7 @@ def _default_run_dir(cfg: DictConfig) -> Path:
     """``cfg.run_dir`` if set, else ``hydra.run.dir`` (made unique), else a fresh default."""
     try:
         value = cfg.run_dir
-    except Exception:  # ${hydra:runtime.output_dir} outside a Hydra app
+    except Exception:  # ${runner_output_dir:} outside a Hydra app
         value = None
     if value and value != "???":
         return Path(value)

@@ -21,14 +21,15 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from runner.errors import RunnerError
+from runner.errors import Exit, RunnerError
 from runner.schema import register_all
 
 log = logging.getLogger("runner")
 
 # Jobs of this process's multirun that failed (the sweep callback counts all launchers').
 _FAILED_JOBS = 0
-EXIT_OK, EXIT_BUG, EXIT_REFUSED, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_BUG, EXIT_REFUSED = Exit.OK, Exit.FAILED, Exit.REFUSED
+EXIT_DIVERGED, EXIT_INTERRUPTED = Exit.DIVERGED, Exit.INTERRUPTED
 STATUS_EXIT = {"diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}
 # Set by main() while it owns error reporting (it sets HYDRA_FULL_ERROR so that Hydra's
 # own errors reach it instead of being printed as a stack trace).
@@ -58,6 +59,21 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("runner_uid", lambda: uid, use_cache=True)
     if not OmegaConf.has_resolver("runner_root"):
         OmegaConf.register_new_resolver("runner_root", lambda: str(project_root()))
+    if not OmegaConf.has_resolver("runner_output_dir"):
+        OmegaConf.register_new_resolver("runner_output_dir", _output_dir)
+
+
+def _output_dir() -> str:
+    """``run_dir``: the job's output directory; before a job runs (``runner --cfg job
+    --resolve``) the directory it would get, ``hydra.run.dir``. Outside a Hydra app it
+    raises, as ``${hydra:...}`` does (``runner.api`` then uses ``hydra.run.dir``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()  # ValueError outside a Hydra app
+    runtime = hydra_cfg.runtime
+    if OmegaConf.is_missing(runtime, "output_dir") or not runtime.output_dir:
+        return str(hydra_cfg.run.dir)
+    return str(runtime.output_dir)
 
 
 register_resolvers()
@@ -230,7 +246,8 @@ def _is_input_error(err: BaseException) -> bool:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    return isinstance(err, (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError))
+    kinds = (RunnerError, HydraException, OmegaConfBaseException, yaml.YAMLError, OSError)
+    return isinstance(err, kinds)
 
 
 def _startup_error(err: BaseException) -> str:
@@ -257,19 +274,26 @@ def _startup_error(err: BaseException) -> str:
     text = str(err)
     if isinstance(err, CompactHydraException) and cause is not None and str(cause) not in text:
         text += f"\n{cause}"
-    return text or type(err).__name__
+    from runner.suggest import explain
+
+    return explain(text, sys.argv[1:], _conf_path()) or text or type(err).__name__
+
+
+def _conf_path() -> Path:
+    """The config folder: the checkout's ``conf/`` or the installed ``runner.conf``."""
+    checkout = Path(conf_dir())
+    if not checkout.is_dir():  # an installed copy: the packaged configs
+        import runner.conf
+
+        checkout = Path(next(iter(runner.conf.__path__)))  # a package without __init__
+    return checkout
 
 
 def _list_models(args: list[str]) -> None:
     """``runner --list-models [PATTERN]``: model names by source and their weights."""
     from runner.hub.listing import lines
 
-    checkout = Path(conf_dir())
-    if not checkout.is_dir():  # an installed copy: the packaged configs
-        import runner.conf
-
-        checkout = Path(next(iter(runner.conf.__path__)))  # a package without __init__
-    print("\n".join(lines(checkout, args[0] if args else "")))
+    print("\n".join(lines(_conf_path(), args[0] if args else "")))
 
 
 def _print_help() -> None:

@@ -1,4 +1,19 @@
-"""Errors the runner reports to the user as a short message, without a traceback."""
+"""Errors the runner reports to the user as a short message, without a traceback, and the
+exit codes of every ``runner*`` command (README "What happens when…")."""
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    """One exit code per kind of outcome, the same for every ``runner*`` command."""
+
+    OK = 0  # done: the run finished (or had already finished), the files were written
+    FAILED = 1  # the work ran but gave no result: an unexpected error (a bug), failed sweep
+    #             jobs, no input readable (runner-predict), an export whose check failed
+    REFUSED = 2  # refused before or while working, for a reason the message names and you
+    #              can fix: config, data, checkpoint, paths, a busy run directory, disk full
+    DIVERGED = 3  # the run diverged (its result is recorded, status diverged)
+    INTERRUPTED = 4  # stopped by a signal (status interrupted; resume with trainer.resume=true)
 
 
 class RunnerError(Exception):

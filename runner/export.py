@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from runner.checkpoint import Preprocessing, load_model, stored_config
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError, Exit, RunnerError
 
 log = logging.getLogger(__name__)
 
@@ -340,20 +340,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except RunnerError as err:
         print(f"runner-export: error: {err}", file=sys.stderr)
-        return 2
+        return Exit.REFUSED
     except OSError as err:  # the export files themselves (disk full, permissions)
         print(
             f"runner-export: error: cannot write {err.filename or args.out}: {err.strerror or err}",
             file=sys.stderr,
         )
-        return 2
+        return Exit.REFUSED
     verdict = "passed" if check["passed"] else "FAILED"
     print(
         f"wrote {check['model_file']} (+ .json, .check.json); check {verdict}: max |diff| "
         f"{check['max_abs_diff']:.2e} (atol {check['atol']:g}) on {check['samples']} inputs "
         f"({check['inputs']}), predicted classes agree on {check['argmax_agreement']:.2%}"
     )
-    return 0 if check["passed"] else 1
+    return Exit.OK if check["passed"] else Exit.FAILED
 
 
 if __name__ == "__main__":

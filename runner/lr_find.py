@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError, Exit, RunnerError
 
 log = logging.getLogger("runner")
 
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args, overrides)
     except RunnerError as err:
         print(f"runner-lr-find: {err}", file=sys.stderr)
-        return 2
+        return Exit.REFUSED
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     write_outputs(out, result, test, overrides)
     shown = "none (too few steps)" if result.suggested_lr is None else f"{result.suggested_lr:.3g}"
     print(f"suggested lr: {shown}  ({len(result.rows)} steps; {out / PNG})")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from runner.checkpoint import Preprocessing, load_model
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError, Exit, RunnerError
 
 # ------------------------------------------------------------------ images
 
@@ -295,10 +295,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = predictor.predict_files(
             files, args.batch_size, args.top_k, progress=False if args.no_progress else None
         )
+        return _write(result, Path(args.out))
     except RunnerError as err:
         print(f"runner-predict: error: {err}", file=sys.stderr)
-        return 2
-    return _write(result, Path(args.out))
+        return Exit.REFUSED
+    except OSError as err:  # the output file: a read-only folder, a full disk
+        where = err.filename or args.out
+        print(
+            f"runner-predict: error: cannot write {where}: {err.strerror or err}; "
+            "choose another --out",
+            file=sys.stderr,
+        )
+        return Exit.REFUSED
 
 
 def _predict_texts(predictor: Any, args: argparse.Namespace) -> int:
@@ -310,11 +318,11 @@ def _predict_texts(predictor: Any, args: argparse.Namespace) -> int:
     table = predictor.predict_files(args.inputs, args.top_k, args.batch_size)
     if table.empty:
         print("runner-predict: no text in the input files; nothing written", file=sys.stderr)
-        return 1
+        return Exit.FAILED
     out = Path(args.out)
     write_csv(out, table)
     print(f"wrote {len(table)} prediction(s) to {out}{_accuracy(table)}")
-    return 0
+    return Exit.OK
 
 
 def _accuracy(table: pd.DataFrame) -> str:
@@ -339,10 +347,10 @@ def _write(result: Predictions, out: Path) -> int:
         )
     if result.table.empty:
         print("runner-predict: no image could be read; nothing written", file=sys.stderr)
-        return 1
+        return Exit.FAILED
     write_csv(out, result.table)
     print(f"wrote {len(result.table)} prediction(s) to {out}{_accuracy(result.table)}")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

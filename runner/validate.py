@@ -204,8 +204,12 @@ def _reject_added_keys(node: DictConfig, prefix: str) -> None:
         fields = {f.name for f in dataclasses.fields(schema)}
         extra = [k for k in node if k not in fields and k != "hydra"]
         if extra:
+            from runner.suggest import closest
+
+            close = [f"{prefix}{name}" for name in closest(extra[0], fields)]
+            guess = f"did you mean {' or '.join(close)}? " if close else ""
             raise ConfigError(
-                f"unknown key {prefix}{extra[0]}; valid keys: {', '.join(sorted(fields))}"
+                f"unknown key {prefix}{extra[0]}; {guess}valid keys: {', '.join(sorted(fields))}"
             )
     for key in node:
         child = node._get_node(key)
@@ -228,10 +232,43 @@ def _validate_scheduler(s: DictConfig) -> None:
         s.warmup_start_factor,
         "must be in (0, 1]",
     )
-    if "gamma" in s:
-        _check(s.gamma > 0, "scheduler.gamma", s.gamma, "must be > 0")
-    if "step_size" in s:
-        _check(s.step_size > 0, "scheduler.step_size", s.step_size, "must be a positive integer")
+    for key, ok, rule in _SCHEDULER_RULES:
+        if key in s:
+            _check(ok(s[key]), f"scheduler.{key}", s[key], rule)
+    if "milestones" in s:
+        steps = list(s.milestones)
+        _check(
+            all(m > 0 for m in steps) and steps == sorted(set(steps)),
+            "scheduler.milestones",
+            steps,
+            "list positive epochs in increasing order, e.g. [30, 60, 90]",
+        )
+    if "base_lr" in s and s.get("max_lr"):
+        _check(
+            s.base_lr < s.max_lr,
+            "scheduler.base_lr",
+            s.base_lr,
+            f"must be below scheduler.max_lr ({s.max_lr})",
+        )
+
+
+# (key, test, rule) for every scheduler key with a range; 0 means "derived" where noted
+_SCHEDULER_RULES = (
+    ("gamma", lambda v: v > 0, "must be > 0"),
+    ("step_size", lambda v: v > 0, "must be a positive integer"),
+    ("T_max", lambda v: v >= 0, "must be >= 0 (0 = trainer.max_epochs)"),
+    ("eta_min", lambda v: v >= 0, "must be >= 0"),
+    ("max_lr", lambda v: v >= 0, "must be >= 0 (0 = optimizer.lr)"),
+    ("base_lr", lambda v: v > 0, "must be > 0"),
+    ("step_size_up", lambda v: v >= 0, "must be >= 0 (0 = two epochs of steps)"),
+    ("pct_start", lambda v: 0 < v < 1, "must be in (0, 1): the share of the cycle spent rising"),
+    ("div_factor", lambda v: v > 0, "must be > 0"),
+    ("final_div_factor", lambda v: v > 0, "must be > 0"),
+    ("factor", lambda v: 0 < v < 1, "must be in (0, 1): the lr is multiplied by it"),
+    ("patience", lambda v: v >= 0, "must be >= 0 epochs"),
+    ("threshold", lambda v: v >= 0, "must be >= 0"),
+    ("min_lr", lambda v: v >= 0, "must be >= 0"),
+)
 
 
 def _validate_model(m: DictConfig) -> None:

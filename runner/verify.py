@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runner.errors import RunnerError
+from runner.errors import Exit, RunnerError
 from runner.metrics import macro_f1
 
 SPLITS = ("train", "val", "test")
@@ -160,13 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (RunnerError, ValueError) as err:
         print(f"runner-verify: error: {err}", file=sys.stderr)
-        return 2
+        return Exit.REFUSED
     except OSError as err:  # verify.json (disk full, read-only run directory)
         print(f"runner-verify: error: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
-        return 2
+        return Exit.REFUSED
     print(format_table(result))
     print(f"wrote {args.run_dir / 'verify.json'}")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

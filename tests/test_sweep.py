@@ -80,10 +80,13 @@ def test_sweep_writes_summary_files_and_resumes(tmp_path):
 
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
-    # Two such sweeps started together also check that sweep directories never collide.
+    # Two such sweeps started together also check that sweep directories never collide. The
+    # second job is valid config (an invalid value would refuse the whole sweep before it
+    # starts: tests/test_cli_errors.py) but fails when it runs: its checkpoint is missing.
     exe = Path(sys.executable).with_name("runner")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "runner"]
-    args = ["-m", "optimizer.lr=0.01,-1", "trainer.max_epochs=1", *TINY, *FAST]
+    missing = "/nonexistent/ckpt.pt"
+    args = ["-m", f"trainer.resume=false,{missing}", "trainer.max_epochs=1", *TINY, *FAST]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     procs = [
         subprocess.Popen(
@@ -99,14 +102,14 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweeps = list((tmp_path / "outputs" / "sweeps").iterdir())
     assert len(sweeps) == 2
     for sweep in sweeps:
-        table = pd.read_csv(sweep / "summary.csv").set_index("optimizer.lr")
-        assert table.loc[0.01, "status"] == "completed"
-        assert table.loc[-1, "status"] == "failed"
-        assert "optimizer.lr" in table.loc[-1, "error"]
+        table = pd.read_csv(sweep / "summary.csv").set_index("trainer.resume")
+        assert table.loc["false", "status"] == "completed"
+        assert table.loc[missing, "status"] == "failed"
+        assert "no such checkpoint file" in table.loc[missing, "error"]
         summaries = [json.loads((d / "summary.json").read_text()) for d in job_dirs(sweep)]
         assert sorted(s["status"] for s in summaries) == ["completed", "failed"]
         md = (sweep / "summary.md").read_text()
-        assert "failed" in md and "learning rate" in md
+        assert "failed" in md and "no such checkpoint file" in md
         for name in SWEEP_FILES:
             assert (sweep / name).exists(), name
 

@@ -17,6 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from runner.errors import Exit
 from runner.sweep.runs import load_sweep
 
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args.paths)
     except ValueError as err:
         print(f"runner-report: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(Exit.REFUSED) from None
     out = args.out or sweep.root or default_out_dir()
     result = write_sweep_summary(sweep, out)
     counts: dict[str, int] = {}
