@@ -49,10 +49,13 @@ def build_data(cfg: DictConfig) -> DataBundle:
 
 
 def build_model(cfg: DictConfig, data: DataBundle) -> torch.nn.Module:
-    """The model of ``cfg.model`` with ``num_classes``/``in_channels``/... from ``data``."""
+    """The model of ``cfg.model`` with ``num_classes``/``in_channels``/... from ``data``,
+    and any weights its family sets from the training data (``data_init``, once, logged)."""
     from runner import zoo
 
-    return zoo.build_model(cfg.model, data.model_kwargs())
+    model = zoo.build_model(cfg.model, data.model_kwargs())
+    zoo.init_from_data(str(cfg.model.family), model, data)
+    return model
 
 
 @dataclass
