@@ -299,9 +299,13 @@ def set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | N
 
 
 def optimizer_class(target: str) -> type:
-    """The torch optimizer class ``optimizer._target_`` names (anything else is refused)."""
+    """The optimizer class ``optimizer._target_`` names: a torch optimizer class or one of
+    the runner's own (:data:`runner.optim.RUNNER_OPTIMIZERS`); anything else is refused."""
+    from runner.optim import RUNNER_OPTIMIZERS
     from runner.registry import resolve_class
 
+    if str(target) in RUNNER_OPTIMIZERS:
+        return RUNNER_OPTIMIZERS[str(target)]
     return resolve_class(target, torch.optim.Optimizer, "torch optimizer", "optimizer._target_")
 
 
@@ -390,6 +394,9 @@ def build_scheduler(
     if name == "onecycle":
         node["max_lr"] = _per_group(node.get("max_lr") or lrs[0], lrs)
         node["total_steps"] = max_epochs * steps_per_epoch
+    if name == "linear" and not node.get("total_iters"):
+        per_step = str(sched_cfg.interval) == "step"
+        node["total_iters"] = max_epochs * (steps_per_epoch if per_step else 1)
     if name == "cyclic":
         node["max_lr"] = _per_group(node.get("max_lr") or lrs[0], lrs)
         node["base_lr"] = _per_group(node["base_lr"], lrs)

@@ -341,7 +341,10 @@ def check_stored_config(config: dict[str, Any], source: str | Path) -> dict[str,
     _check_registered(config, source)
     for path, value in _targets(config, ""):
         if path == "optimizer._target_":
-            _check_torch_class(source, path, value, torch.optim.Optimizer, "torch optimizer")
+            from runner.optim import RUNNER_OPTIMIZERS
+
+            if str(value) not in RUNNER_OPTIMIZERS:
+                _check_torch_class(source, path, value, torch.optim.Optimizer, "torch optimizer")
         elif path == "scheduler._target_" and value is not None:
             schedulers = torch.optim.lr_scheduler
             bases = (schedulers.LRScheduler, schedulers.ReduceLROnPlateau)

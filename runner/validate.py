@@ -32,6 +32,7 @@ def validate(cfg: DictConfig) -> None:
 
         check_fused(cfg.optimizer._target_)
     _validate_optimizer(cfg.optimizer)
+    _validate_own_groups(cfg)
     _validate_scheduler(cfg.scheduler)
     _validate_model(cfg.model)
     _validate_finetune(cfg.model, cfg.trainer)
@@ -218,6 +219,30 @@ def _validate_optimizer(opt: DictConfig) -> None:
     _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
     if "momentum" in opt:
         _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "must be in [0, 1)")
+    for key in ("bias_lr", "head_lr"):
+        if key in opt:
+            _check(opt[key] > 0, f"optimizer.{key}", opt[key], "the learning rate must be > 0")
+    if "sgd_momentum" in opt:
+        _check(0 <= opt.sgd_momentum < 1, "optimizer.sgd_momentum", opt.sgd_momentum,
+               "must be in [0, 1)")  # fmt: skip
+    if "ns_steps" in opt:
+        _check(1 <= opt.ns_steps < 100, "optimizer.ns_steps", opt.ns_steps,
+               "Newton-Schulz iterations: a whole number in 1..99 (3-5 is usual)")  # fmt: skip
+
+
+def _validate_own_groups(cfg: DictConfig) -> None:
+    """An optimizer that makes its own parameter groups (MuonSGD) cannot take fine-tuning's
+    learning-rate groups."""
+    if "bias_lr" not in cfg.optimizer:
+        return
+    t = cfg.trainer
+    _check(
+        float(t.backbone_lr_ratio) == 1.0 and not len(t.stage_lr_multipliers),
+        "trainer.backbone_lr_ratio / stage_lr_multipliers",
+        [t.backbone_lr_ratio, list(t.stage_lr_multipliers)],
+        f"{cfg.optimizer._target_} sets its own lr per kind of parameter (lr, bias_lr, "
+        "head_lr): keep 1.0 / [] with it",
+    )
 
 
 def _validate_scheduler(s: DictConfig) -> None:
@@ -230,6 +255,12 @@ def _validate_scheduler(s: DictConfig) -> None:
     )
     if "gamma" in s:
         _check(s.gamma > 0, "scheduler.gamma", s.gamma, "must be > 0")
+    if "end_factor" in s:
+        _check(0 < s.start_factor <= 1, "scheduler.start_factor", s.start_factor,
+               "must be in (0, 1]")  # fmt: skip
+        _check(0 <= s.end_factor <= 1, "scheduler.end_factor", s.end_factor, "must be in [0, 1]")
+        _check(s.total_iters >= 0, "scheduler.total_iters", s.total_iters,
+               "must be >= 0 (0 = the whole run)")  # fmt: skip
     if "step_size" in s:
         _check(s.step_size > 0, "scheduler.step_size", s.step_size, "must be a positive integer")
 
