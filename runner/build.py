@@ -158,9 +158,11 @@ def _mixer(t: DictConfig, data: DataBundle) -> Any:
 def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
     """The plain values the loop reads."""
     t = cfg.trainer
-    tta_flip = str(t.tta) == "flip" and data.kind == "image"
-    if str(t.tta) == "flip" and not tta_flip:
-        log.warning("trainer.tta=flip ignored: it mirrors images; this data is %s", data.kind)
+    tta = str(t.tta) if data.kind == "image" else "none"
+    if str(t.tta) != tta:
+        log.warning("trainer.tta=%s ignored: it transforms images; data: %s", t.tta, data.kind)
+    elif tta != "none":
+        log.info("test-time augmentation: %s (validation and test)", tta)
     plateau = cfg.scheduler.name == "plateau"
     return LoopSettings(
         max_epochs=int(t.max_epochs),
@@ -169,7 +171,7 @@ def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
         divergence_check=bool(t.divergence_check),
         log_every_n_steps=int(t.log_every_n_steps),
         progress_bar=t.progress_bar,
-        tta_flip=tta_flip,
+        tta=tta,
         scheduler_per_step=str(cfg.scheduler.interval) == "step",
         plateau_monitor=str(cfg.scheduler.monitor) if plateau else None,
         accumulate_grad_batches=int(t.accumulate_grad_batches),

@@ -14,7 +14,7 @@ Monitor = choice("Monitor", MONITORS)
 Mode = choice("Mode", ("auto", "min", "max"))
 Precision = choice("Precision", ("auto", "32", "bf16", "16-mixed"))
 OptimizerImpl = choice("OptimizerImpl", ("auto", "fused", "foreach", "for_loop"))
-TTA = choice("TTA", ("none", "flip"))
+TTA = choice("TTA", ("none", "flip", "flip_translate"))  # runner.tta.MODES
 
 
 @dataclass
