@@ -355,6 +355,10 @@ def _validate_dataset(d: DictConfig) -> None:
     _check(a.policy_ops >= 0, "dataset.augment.policy_ops", a.policy_ops, "must be >= 0")
     _check(0 <= a.random_erasing <= 1, "dataset.augment.random_erasing", a.random_erasing,
            "must be a probability in [0, 1]")  # fmt: skip
+    _check(a.translate >= 0, "dataset.augment.translate", a.translate, "pixels: must be >= 0")
+    _check(not (a.translate and a.crop_padding), "dataset.augment.translate", a.translate,
+           "pads by reflection where crop_padding pads with zeros: set one of them, the "
+           "other to 0")  # fmt: skip
     for key in ("num_samples", "image_size", "channels", "num_classes"):
         if key in d:
             _check(d[key] > 0, f"dataset.{key}", d[key], "must be a positive integer")
