@@ -133,7 +133,7 @@ def build_parts(
     warmup = Warmup(optimizer, warmup_steps, start) if warmup_steps else None
     return RunParts(
         model=model,
-        forward_model=_forward_model(model, device, bool(t.compile)),
+        forward_model=_forward_model(model, device, compile_on(t.compile, device)),
         optimizer=optimizer,
         scheduler=scheduler,
         warmup=warmup,
@@ -218,6 +218,13 @@ def build_callbacks(
         )
     )
     return callbacks
+
+
+def compile_on(setting: Any, device: torch.device) -> bool:
+    """``trainer.compile``: true | false | auto (compile on CUDA only, where it pays off
+    and a compiler toolchain is part of the install)."""
+    text = str(setting).lower()
+    return text == "true" or (text == "auto" and device.type == "cuda")
 
 
 def _forward_model(model: torch.nn.Module, device: torch.device, compile: bool) -> Any:

@@ -47,6 +47,12 @@ def _validate_trainer(t: DictConfig) -> None:
     _check(t.batch_size > 0, "trainer.batch_size", t.batch_size, "must be a positive integer")
     _check(t.eval_batch_size > 0, "trainer.eval_batch_size", t.eval_batch_size, "must be > 0")
     _check(
+        str(t.compile).lower() in ("auto", "true", "false"),
+        "trainer.compile",
+        t.compile,
+        "must be auto (CUDA only), true or false",
+    )
+    _check(
         bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device)),
         "trainer.device",
         t.device,

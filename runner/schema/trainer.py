@@ -34,7 +34,7 @@ class TrainerConf:
     device: str = MISSING  # auto | cpu | cuda | cuda:N | mps (a pattern: checked by validate)
     precision: Precision = MISSING
     channels_last: Any = MISSING  # auto | true | false (checked by validate)
-    compile: bool = MISSING
+    compile: Any = MISSING  # auto | true | false (checked by validate)
     seed: int = MISSING
     deterministic: bool = MISSING
     num_threads: int = MISSING
