@@ -62,6 +62,7 @@ class AirbenchNet(nn.Module):
         self,
         num_classes: int = 10,
         in_channels: int = 3,
+        image_size: int | Sequence[int] = 32,
         widths: Sequence[int] = (64, 256, 256),
         whiten_kernel: int = 2,
         whiten_samples: int = 5000,
@@ -70,6 +71,12 @@ class AirbenchNet(nn.Module):
         super().__init__()
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must list three positive channel counts, got {widths}")
+        side = min(image_size) if isinstance(image_size, Sequence) else image_size
+        if side - whiten_kernel + 1 < 8:  # three 2x max-pools need 8 pixels after the stem
+            raise ValueError(
+                f"images of {side} px are too small for airbench: its stem and three 2x "
+                f"pools need at least {7 + whiten_kernel} px"
+            )
         if whiten_kernel < 1 or whiten_samples < 1 or whiten_eps <= 0:
             raise ValueError(
                 "whiten_kernel and whiten_samples must be >= 1 and whiten_eps > 0, got "
