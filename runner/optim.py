@@ -34,9 +34,9 @@ def _newton_schulz(update: torch.Tensor, steps: int, eps: float) -> torch.Tensor
     tall = x.size(0) > x.size(1)
     x = x.T if tall else x
     x = x / x.norm().clamp(min=eps)
-    for _ in range(steps):
+    for _ in range(steps):  # torch's own operations, so both round alike in bf16
         gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.T if tall else x
 
 
