@@ -16,7 +16,7 @@ from runner.data.base import DataBundle, Split
 from runner.data.loader import BatchLoader, LoaderOptions
 from runner.errors import ConfigError
 from runner.models.airbench import AirbenchNet, whitening_weights
-from runner.optim import MuonSGD, _newton_schulz, orthogonalise
+from runner.optim import NS_COEFFICIENTS, MuonSGD, _newton_schulz
 from runner.train import train
 from runner.tta import tta_logits
 from runner.validate import validate
@@ -174,22 +174,28 @@ def test_muon_updates_of_filters_are_orthogonalised():
 @pytest.mark.parametrize("momentum", [0.0, 0.6])
 def test_muon_step_matches_torch_optim_muon(momentum):
     """The first step of a filter bank (already at MuonSGD's norm) equals torch.optim.Muon's
-    on its (out, in*k*k) matrix: exactly without momentum; with it torch scales the buffer by
-    (1 - momentum) (a lerp), which Newton-Schulz normalises away up to bf16 rounding."""
+    on its (out, in*k*k) matrix up to bf16 rounding: torch iterates in bf16, MuonSGD in
+    float32 on CPUs without native bf16 (the bf16 iteration itself is the same:
+    test_newton_schulz_fallback_equals_torchs), and torch scales the momentum buffer by
+    (1 - momentum) (a lerp), which Newton-Schulz normalises away."""
     ours = _conv_param()
     theirs = nn.Parameter(ours.detach().clone().reshape(8, -1))
     grad = _ill_conditioned_grad(tuple(ours.shape))
     ours.grad, theirs.grad = grad.clone(), grad.reshape(8, -1).clone()
     MuonSGD([ours], lr=0.05, momentum=momentum, nesterov=True, ns_steps=5).step()
     torch.optim.Muon([theirs], lr=0.05, momentum=momentum, nesterov=True, weight_decay=0.0).step()
-    atol = 0.0 if momentum == 0 else 0.05 * 0.04  # lr x bf16's error after 5 iterations
-    torch.testing.assert_close(ours.detach().reshape(8, -1), theirs.detach(), atol=atol, rtol=0)
+    step = (ours.detach().reshape(8, -1) - theirs.detach()).abs().max() / 0.05
+    assert step < 0.04  # bf16's error after 5 iterations, on update entries of ~0.2
 
 
+@pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch has no optim.Muon")
 def test_newton_schulz_fallback_equals_torchs():
+    """The copy used where torch has no Muon (torch < 2.9) is torch's bf16 iteration."""
+    from torch.optim._muon import _zeropower_via_newtonschulz as torchs
+
     x = torch.randn(16, 40, generator=torch.Generator().manual_seed(2))
     for m in (x, x.T):  # wide and tall
-        torch.testing.assert_close(_newton_schulz(m, 5, 1e-7), orthogonalise(m, 5))
+        torch.testing.assert_close(_newton_schulz(m, 5, 1e-7), torchs(m, NS_COEFFICIENTS, 5, 1e-7))
 
 
 def test_sgd_part_is_torch_sgd_with_nesterov_and_per_group_decay():
