@@ -35,7 +35,6 @@ def test_dry_run_writes_csv_and_markdown_for_every_step(tmp_path):
     assert facts["torch"] and facts["gpu"] in ("", "None") and facts["muon"] in ("True", "False")
     skipped = {r["step"]: r["status"] for r in rows[len(facts) :]}
     assert skipped == dict.fromkeys(STEPS[1:], "skipped")
-    )
     assert markdown.startswith("# GPU check (dry run, CPU)")
     assert all(f"| {name} |" in markdown for name in STEPS)
 
