@@ -373,7 +373,8 @@ def ddp_step(ctx: Context) -> tuple[dict, str]:
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-600:])
     s = summary_of(run_dir)
-    return {"status": s["status"], "test_acc": s["test_acc"]}, "backend nccl on CUDA, gloo on CPU"
+    note = "a process group of one: backend nccl on CUDA, gloo on CPU; DistributedDataParallel"
+    return {"status": s["status"], "test_acc": s["test_acc"]}, note
 
 
 @step("compile")
