@@ -251,7 +251,7 @@ def test_custom_cnn_variants():
         for _ in range(n_blocks):
             side = (side - (kernel - 1 if padding == "valid" else 0)) // 2
         if side < 1:
-            with pytest.raises(ConfigError, match="too small"):
+            with pytest.raises(ValueError, match="too small"):
                 CustomCNN(**kwargs)
             continue
         model = CustomCNN(**kwargs)
