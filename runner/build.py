@@ -49,10 +49,13 @@ def build_data(cfg: DictConfig) -> DataBundle:
 
 
 def build_model(cfg: DictConfig, data: DataBundle) -> torch.nn.Module:
-    """The model of ``cfg.model`` with ``num_classes``/``in_channels``/... from ``data``."""
+    """The model of ``cfg.model`` with ``num_classes``/``in_channels``/... from ``data``,
+    and any weights its family sets from the training data (``data_init``, once, logged)."""
     from runner import zoo
 
-    return zoo.build_model(cfg.model, data.model_kwargs())
+    model = zoo.build_model(cfg.model, data.model_kwargs())
+    zoo.init_from_data(str(cfg.model.family), model, data)
+    return model
 
 
 @dataclass
@@ -130,7 +133,7 @@ def build_parts(
     warmup = Warmup(optimizer, warmup_steps, start) if warmup_steps else None
     return RunParts(
         model=model,
-        forward_model=_forward_model(model, device, bool(t.compile)),
+        forward_model=_forward_model(model, device, compile_on(t.compile, device)),
         optimizer=optimizer,
         scheduler=scheduler,
         warmup=warmup,
@@ -155,9 +158,11 @@ def _mixer(t: DictConfig, data: DataBundle) -> Any:
 def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
     """The plain values the loop reads."""
     t = cfg.trainer
-    tta_flip = str(t.tta) == "flip" and data.kind == "image"
-    if str(t.tta) == "flip" and not tta_flip:
-        log.warning("trainer.tta=flip ignored: it mirrors images; this data is %s", data.kind)
+    tta = str(t.tta) if data.kind == "image" else "none"
+    if str(t.tta) != tta:
+        log.warning("trainer.tta=%s ignored: it transforms images; data: %s", t.tta, data.kind)
+    elif tta != "none":
+        log.info("test-time augmentation: %s (validation and test)", tta)
     plateau = cfg.scheduler.name == "plateau"
     return LoopSettings(
         max_epochs=int(t.max_epochs),
@@ -166,7 +171,7 @@ def loop_settings(cfg: DictConfig, data: DataBundle) -> LoopSettings:
         divergence_check=bool(t.divergence_check),
         log_every_n_steps=int(t.log_every_n_steps),
         progress_bar=t.progress_bar,
-        tta_flip=tta_flip,
+        tta=tta,
         scheduler_per_step=str(cfg.scheduler.interval) == "step",
         plateau_monitor=str(cfg.scheduler.monitor) if plateau else None,
         accumulate_grad_batches=int(t.accumulate_grad_batches),
@@ -213,6 +218,13 @@ def build_callbacks(
         )
     )
     return callbacks
+
+
+def compile_on(setting: Any, device: torch.device) -> bool:
+    """``trainer.compile``: true | false | auto (compile on CUDA only, where it pays off
+    and a compiler toolchain is part of the install)."""
+    text = str(setting).lower()
+    return text == "true" or (text == "auto" and device.type == "cuda")
 
 
 def _forward_model(model: torch.nn.Module, device: torch.device, compile: bool) -> Any:
@@ -296,9 +308,13 @@ def set_batchnorm(model: torch.nn.Module, momentum: float | None, eps: float | N
 
 
 def optimizer_class(target: str) -> type:
-    """The torch optimizer class ``optimizer._target_`` names (anything else is refused)."""
+    """The optimizer class ``optimizer._target_`` names: a torch optimizer class or one of
+    the runner's own (:data:`runner.optim.RUNNER_OPTIMIZERS`); anything else is refused."""
+    from runner.optim import RUNNER_OPTIMIZERS
     from runner.registry import resolve_class
 
+    if str(target) in RUNNER_OPTIMIZERS:
+        return RUNNER_OPTIMIZERS[str(target)]
     return resolve_class(target, torch.optim.Optimizer, "torch optimizer", "optimizer._target_")
 
 
@@ -387,6 +403,9 @@ def build_scheduler(
     if name == "onecycle":
         node["max_lr"] = _per_group(node.get("max_lr") or lrs[0], lrs)
         node["total_steps"] = max_epochs * steps_per_epoch
+    if name == "linear" and not node.get("total_iters"):
+        per_step = str(sched_cfg.interval) == "step"
+        node["total_iters"] = max_epochs * (steps_per_epoch if per_step else 1)
     if name == "cyclic":
         node["max_lr"] = _per_group(node.get("max_lr") or lrs[0], lrs)
         node["base_lr"] = _per_group(node["base_lr"], lrs)

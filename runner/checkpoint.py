@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from runner.errors import CheckpointError
+from runner.tta import describe_tta
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,7 @@ class Preprocessing:
     """How the run's inputs were made: uint8 images → ``(x / 255 - mean) / std``.
 
     kind: image | text. image_size: (height, width) in pixels. mean/std: per channel,
-    in units of [0, 1] pixel values. tta: the run's trainer.tta (flip = average with
-    the mirrored image).
+    in units of [0, 1] pixel values. tta: the run's trainer.tta (:mod:`runner.tta`).
     """
 
     kind: str
@@ -292,10 +292,7 @@ class Preprocessing:
             "std": self.std,
             "normalisation_source": self.source or "the dataset",
             "classes": self.classes,
-            "test_time_augmentation": "average the logits of the image and its left-right "
-            "mirror (the run was evaluated so)"
-            if self.tta == "flip"
-            else "none",
+            "test_time_augmentation": describe_tta(self.tta),
         }
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -341,7 +338,10 @@ def check_stored_config(config: dict[str, Any], source: str | Path) -> dict[str,
     _check_registered(config, source)
     for path, value in _targets(config, ""):
         if path == "optimizer._target_":
-            _check_torch_class(source, path, value, torch.optim.Optimizer, "torch optimizer")
+            from runner.optim import RUNNER_OPTIMIZERS
+
+            if str(value) not in RUNNER_OPTIMIZERS:
+                _check_torch_class(source, path, value, torch.optim.Optimizer, "torch optimizer")
         elif path == "scheduler._target_" and value is not None:
             schedulers = torch.optim.lr_scheduler
             bases = (schedulers.LRScheduler, schedulers.ReduceLROnPlateau)

@@ -74,8 +74,10 @@ def is_main_process() -> bool:
 
 
 def launched_by_torchrun() -> bool:
-    """``torchrun`` (or another launcher with the env:// variables) started several processes."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+    """``torchrun`` (or another launcher with the env:// variables) started this process —
+    one of several, or one alone (``--nproc_per_node=1``: a process group of one, which
+    smoke-tests NCCL/gloo and DistributedDataParallel on a single device)."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
 
 
 def setup(cfg: Any) -> DistInfo | None:

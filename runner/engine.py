@@ -22,6 +22,7 @@ from runner.data.loader import BatchLoader
 from runner.metrics import macro_f1
 from runner.parts import FitResult, LoopSettings, RunParts, TrainState
 from runner.runtime import SignalCatcher, progress_bar
+from runner.tta import tta_logits
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +212,14 @@ class Loop:
 
     @torch.inference_mode()
     def predict(self, loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (float32, CPU) and labels of every batch of ``loader``; with flip TTA the
-        logits are the mean of each image's and its left-right mirror's."""
+        """Logits (float32, CPU) and labels of every batch of ``loader``, with the run's
+        test-time augmentation (:func:`runner.tta.tta_logits`)."""
         self.model.eval()
         model = self.parts.ema.module if self.parts.ema is not None else self.parts.forward_model
         logits, labels = [], []
         for x, y in loader.epoch():
             with self._autocast():
-                out = model(x).float()
-                if self.settings.tta_flip:
-                    out = (out + model(x.flip(-1)).float()) / 2
+                out = tta_logits(model, x, self.settings.tta)
             logits.append(out)
             labels.append(y)
         if not logits:

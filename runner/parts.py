@@ -17,7 +17,8 @@ class LoopSettings:
 
     grad_clip: max global gradient norm (0 = off). log_every_n_steps: steps between
     progress-bar updates (and divergence checks on accelerators). progress_bar: auto |
-    true | false. tta_flip: evaluate images and their mirrors. plateau_monitor: the
+    true | false. tta: test-time augmentation of validation and test batches, none | flip |
+    flip_translate (:mod:`runner.tta`). plateau_monitor: the
     metrics row key a ReduceLROnPlateau scheduler steps on (None for other schedulers).
     """
 
@@ -27,7 +28,7 @@ class LoopSettings:
     divergence_check: bool = True
     log_every_n_steps: int = 50
     progress_bar: Any = "auto"
-    tta_flip: bool = False
+    tta: str = "none"
     scheduler_per_step: bool = False
     plateau_monitor: str | None = None
     accumulate_grad_batches: int = 1  # batches whose gradients one optimizer step sums

@@ -36,6 +36,7 @@ import torch
 
 from runner.checkpoint import Preprocessing, load_model
 from runner.errors import ConfigError, Exit, RunnerError
+from runner.tta import tta_logits
 
 # ------------------------------------------------------------------ images
 
@@ -132,9 +133,7 @@ class Predictor:
                 f"images of shape {tuple(images.shape[1:])}; this run expects {expected} uint8"
             )
         x = self.pre.normalise(images.to(self.device))
-        logits = self.model(x).float()
-        if self.pre.tta == "flip":  # as the run's validation and test did
-            logits = (logits + self.model(x.flip(-1)).float()) / 2
+        logits = tta_logits(self.model, x, self.pre.tta)  # as the run's validation and test
         return torch.softmax(logits, dim=1).cpu()
 
     def table(self, probs: torch.Tensor, files: Sequence[str], top_k: int) -> pd.DataFrame:

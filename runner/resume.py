@@ -23,9 +23,11 @@ momentum, betas, eps...)
                                               (``T_max: 0``) is rebuilt over the remaining
                                               epochs starting at the last epoch's lr, so the
                                               lr curve goes on without a jump; refused for
-                                              ``onecycle`` (one cycle spans the whole run)
+                                              ``onecycle``, ``linear`` (one schedule spans
+                                              the whole run)
 ``trainer.batch_size``,                       applied; refused for step-interval schedules
-``trainer.limit_train_batches``               (``onecycle``, ``cyclic``: sized in steps)
+``trainer.limit_train_batches``               (``onecycle``, ``cyclic``, ``linear``: sized
+                                              in steps)
 ``dataset.augment.*``, other ``trainer.*``,  applied (they are read when the run is built)
 ``diagnostics``,
 ``logger``, ``notes``
@@ -73,6 +75,7 @@ DATA_LOCATION = (
     "check_duplicates",
 )
 STEP_SCHEDULES = ("onecycle", "cyclic")
+RUN_SIZED = ("onecycle", "linear")  # one schedule sized to the whole run, in steps
 ABSENT = "<absent>"
 
 
@@ -211,10 +214,10 @@ def _refusal(key: str, scheduler: str, new: dict[str, Any]) -> bool:
         return True
     if key == "optimizer.lr" and scheduler in STEP_SCHEDULES:
         return True
-    if key == "trainer.max_epochs" and scheduler == "onecycle":
+    if key == "trainer.max_epochs" and scheduler in RUN_SIZED:
         return True
     return key in ("trainer.batch_size", "trainer.limit_train_batches") and (
-        scheduler in STEP_SCHEDULES
+        scheduler in (*STEP_SCHEDULES, *RUN_SIZED)
     )
 
 

@@ -32,6 +32,7 @@ def validate(cfg: DictConfig) -> None:
 
         check_fused(cfg.optimizer._target_)
     _validate_optimizer(cfg.optimizer)
+    _validate_own_groups(cfg)
     _validate_scheduler(cfg.scheduler)
     _validate_model(cfg.model)
     _validate_finetune(cfg.model, cfg.trainer)
@@ -45,6 +46,12 @@ def _validate_trainer(t: DictConfig) -> None:
     _check(t.max_epochs > 0, "trainer.max_epochs", t.max_epochs, "must be a positive integer")
     _check(t.batch_size > 0, "trainer.batch_size", t.batch_size, "must be a positive integer")
     _check(t.eval_batch_size > 0, "trainer.eval_batch_size", t.eval_batch_size, "must be > 0")
+    _check(
+        str(t.compile).lower() in ("auto", "true", "false"),
+        "trainer.compile",
+        t.compile,
+        "must be auto (CUDA only), true or false",
+    )
     _check(
         bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device)),
         "trainer.device",
@@ -222,6 +229,30 @@ def _validate_optimizer(opt: DictConfig) -> None:
     _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
     if "momentum" in opt:
         _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "must be in [0, 1)")
+    for key in ("bias_lr", "head_lr"):
+        if key in opt:
+            _check(opt[key] > 0, f"optimizer.{key}", opt[key], "the learning rate must be > 0")
+    if "sgd_momentum" in opt:
+        _check(0 <= opt.sgd_momentum < 1, "optimizer.sgd_momentum", opt.sgd_momentum,
+               "must be in [0, 1)")  # fmt: skip
+    if "ns_steps" in opt:
+        _check(1 <= opt.ns_steps < 100, "optimizer.ns_steps", opt.ns_steps,
+               "Newton-Schulz iterations: a whole number in 1..99 (3-5 is usual)")  # fmt: skip
+
+
+def _validate_own_groups(cfg: DictConfig) -> None:
+    """An optimizer that makes its own parameter groups (MuonSGD) cannot take fine-tuning's
+    learning-rate groups."""
+    if "bias_lr" not in cfg.optimizer:
+        return
+    t = cfg.trainer
+    _check(
+        float(t.backbone_lr_ratio) == 1.0 and not len(t.stage_lr_multipliers),
+        "trainer.backbone_lr_ratio / stage_lr_multipliers",
+        [t.backbone_lr_ratio, list(t.stage_lr_multipliers)],
+        f"{cfg.optimizer._target_} sets its own lr per kind of parameter (lr, bias_lr, "
+        "head_lr): keep 1.0 / [] with it",
+    )
 
 
 def _validate_scheduler(s: DictConfig) -> None:
@@ -268,6 +299,9 @@ _SCHEDULER_RULES = (
     ("patience", lambda v: v >= 0, "must be >= 0 epochs"),
     ("threshold", lambda v: v >= 0, "must be >= 0"),
     ("min_lr", lambda v: v >= 0, "must be >= 0"),
+    ("start_factor", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("end_factor", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("total_iters", lambda v: v >= 0, "must be >= 0 (0 = the whole run)"),
 )
 
 
@@ -361,6 +395,10 @@ def _validate_dataset(d: DictConfig) -> None:
     _check(a.policy_ops >= 0, "dataset.augment.policy_ops", a.policy_ops, "must be >= 0")
     _check(0 <= a.random_erasing <= 1, "dataset.augment.random_erasing", a.random_erasing,
            "must be a probability in [0, 1]")  # fmt: skip
+    _check(a.translate >= 0, "dataset.augment.translate", a.translate, "pixels: must be >= 0")
+    _check(not (a.translate and a.crop_padding), "dataset.augment.translate", a.translate,
+           "pads by reflection where crop_padding pads with zeros: set one of them, the "
+           "other to 0")  # fmt: skip
     for key in ("num_samples", "image_size", "channels", "num_classes"):
         if key in d:
             _check(d[key] > 0, f"dataset.{key}", d[key], "must be a positive integer")

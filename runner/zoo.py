@@ -43,6 +43,9 @@ class ModelEntry:
         the name in ``params["weights"]`` and their preprocessing
         (:mod:`runner.hub.weights`); ``None`` = only run directories and files.
     check: ``params → None``, refuses a config before any work (an unknown architecture).
+    data_init: ``(model, data) → str``, sets weights from the training data (a
+        :class:`runner.data.base.DataBundle`) once, when a run builds the model, before
+        any pretrained or resumed weights are loaded; returns what it did, for the log.
     """
 
     family: str
@@ -53,6 +56,7 @@ class ModelEntry:
     description: str = ""
     named_weights: Callable[[dict[str, Any]], Any] | None = None
     check: Callable[[dict[str, Any]], None] | None = None
+    data_init: Callable[[Any, Any], str] | None = None
 
     def feature_stages(self, model: Any) -> list[tuple[str, Any]]:
         if self.stages is not None:
@@ -75,6 +79,7 @@ def register_model(
     preset: Any = None,
     named_weights: Callable[[dict[str, Any]], Any] | None = None,
     check: Callable[[dict[str, Any]], None] | None = None,
+    data_init: Callable[[Any, Any], str] | None = None,
 ) -> ModelEntry:
     """Register a model family (and its schema as ``schema/model/<family>``).
 
@@ -85,7 +90,9 @@ def register_model(
 
     from runner.schema import register
 
-    entry = ModelEntry(family, builder, schema, kind, stages, description, named_weights, check)
+    entry = ModelEntry(
+        family, builder, schema, kind, stages, description, named_weights, check, data_init
+    )
     MODELS.register(family, entry)
     register("model", family, schema)
     if preset is not None:
@@ -135,6 +142,13 @@ def feature_stages(family: str, model: Any) -> list[tuple[str, Any]]:
     return MODELS.get(family).feature_stages(model)
 
 
+def init_from_data(family: str, model: Any, data: Any) -> None:
+    """The family's data-init hook on ``model`` (nothing for families without one)."""
+    hook = MODELS.get(family).data_init
+    if hook is not None:
+        log.info("model initialised from data: %s", hook(model, data))
+
+
 def check_model(model_cfg: Mapping[str, Any] | DictConfig) -> None:
     """The family's own check of ``model_cfg`` (e.g. that ``model.arch`` exists), if any."""
     entry, params = model_params(model_cfg)
@@ -151,7 +165,7 @@ def _accepted(builder: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, 
 
 def _register_builtins() -> None:
     from runner.hub import register_hub_families
-    from runner.schema.model import CustomCNNConf, ResNetConf, RNNConf
+    from runner.schema.model import AirbenchConf, CustomCNNConf, ResNetConf, RNNConf
 
     register_model(
         "custom_cnn",
@@ -173,7 +187,30 @@ def _register_builtins() -> None:
         kind="text",
         description="SimpleRNN / GRU / LSTM text classifiers, uni- or bidirectional",
     )
+    register_model(
+        "airbench",
+        "runner.models.airbench:AirbenchNet",
+        AirbenchConf,
+        description="airbench94-style fast CIFAR-10 net: patch-whitening stem set from data",
+        data_init=_init_whitening,
+    )
     register_hub_families()
+
+
+def _init_whitening(model: Any, data: Any) -> str:
+    """airbench's first layer from the first ``model.whiten_samples`` training images,
+    normalised as the loader will feed them."""
+    import torch
+
+    x = data.train.x[: model.whiten_samples].float().div_(255.0)
+    channels = x.shape[1]
+    mean = torch.tensor(data.mean or (0.0,) * channels).view(1, -1, 1, 1)
+    std = torch.tensor(data.std or (1.0,) * channels).view(1, -1, 1, 1)
+    model.init_whitening((x - mean) / std)
+    return (
+        f"patch-whitening layer ({model.whiten.kernel_size[0]}x{model.whiten.kernel_size[0]} "
+        f"patches) from the first {len(x)} training images, eps {model.whiten_eps}"
+    )
 
 
 def _resnet_weights(params: dict[str, Any]) -> Any:

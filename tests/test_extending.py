@@ -80,6 +80,7 @@ def test_a_dataset_format_registered_here_trains(tmp_path):
     off = AugmentConf(
         crop_padding=0, hflip=False, random_resized_crop=False, rotation=0, color_jitter=0,
         cutout=0, policy="none", policy_ops=2, policy_magnitude=9, random_erasing=0.0,
+        translate=0, alternating_flip=False,
     )  # fmt: skip
     preset = TwoBlobsConf(
         format="two_blobs",

@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 from runner import zoo
+from runner.errors import ConfigError
 from runner.models.custom_cnn import CustomCNN
 from runner.models.layers import SqueezeExcite
 from runner.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet
@@ -214,6 +215,10 @@ def test_every_model_config_builds_and_runs(name):
         pytest.importorskip("timm")
     torch.manual_seed(0)
     for channels, size, classes, batch in ((3, 32, 10, 2), (3, 224, 5, 2), (1, 8, 4, 2)):
+        if name == "airbench94" and size < 9:  # refused: three 2x pools after a 2x2 stem
+            with pytest.raises(ConfigError, match="too small"):
+                build(name, num_classes=classes, in_channels=channels, image_size=size)
+            continue
         model = build(name, num_classes=classes, in_channels=channels, image_size=size).eval()
         with torch.no_grad():
             out = model(torch.randn(batch, channels, size, size))
@@ -277,6 +282,7 @@ def test_every_model_config_trains_one_epoch(tmp_path, name):
     if name == "timm":
         pytest.importorskip("timm")
     small = {"custom_cnn": ["model.filters=[8,16]"], "torchvision": [], "timm": []}
+    small["airbench94"] = ["model.widths=[8,16,16]"]
     small = small.get(name, ["model.width=8"])
     _train_one_epoch(tmp_path, name, "dataset.num_samples=48", "dataset.image_size=16", *small)
 

@@ -13,7 +13,11 @@ check those against ``torchvision.transforms.v2.functional`` image by image.
    ``rotation`` (uniform in ±degrees) — one bilinear ``grid_sample`` through the
    composed affine map, so the image is resampled once; the corners a rotation
    uncovers are 0;
-2. ``crop_padding`` and ``hflip`` — one ``gather`` (zero padding, exact pixels);
+2. ``crop_padding`` or ``translate`` and ``hflip`` or ``alternating_flip`` — one ``gather``
+   (zero padding, or reflect padding for ``translate``: airbench's per-image translation;
+   exact pixels). ``alternating_flip`` (airbench): each image is mirrored at random in the
+   first epoch and the opposite way in each later one, so every image is seen both ways in
+   any two consecutive epochs; the loader gives the mask (:func:`alternating_flips`);
 3. ``color_jitter`` — brightness, contrast, saturation factors, each drawn per
    sample from ``[max(0, 1 - s), 1 + s]`` and applied in that fixed order
    (torchvision's ColorJitter shuffles the order per call);
@@ -46,15 +50,24 @@ _LUMA = (0.2989, 0.587, 0.114)
 
 
 def crop_flip_with(
-    x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor
+    x: torch.Tensor,
+    padding: int,
+    dy: torch.Tensor,
+    dx: torch.Tensor,
+    flip: torch.Tensor,
+    reflect: bool = False,
 ) -> torch.Tensor:
-    """Crop ``(H, W)`` at offsets ``(dy, dx)`` of the zero-padded batch, then mirror where ``flip``.
+    """Crop ``(H, W)`` at offsets ``(dy, dx)`` of the padded batch, then mirror where ``flip``.
 
-    ``dy``/``dx``: int64 ``(B,)`` in ``[0, 2 * padding]``; ``flip``: bool ``(B,)``.
-    Equals ``hflip(crop(pad(img, padding), dy, dx, H, W))`` per image, done as one gather.
+    ``dy``/``dx``: int64 ``(B,)`` in ``[0, 2 * padding]``; ``flip``: bool ``(B,)``; padding
+    with zeros, or mirrored edge pixels with ``reflect`` (``padding`` < H and W). Equals
+    ``hflip(crop(pad(img, padding), dy, dx, H, W))`` per image, done as one gather.
     """
     b, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4) if padding > 0 else x
+    if padding > 0 and reflect:
+        padded = F.pad(x.float(), (padding,) * 4, mode="reflect").to(x.dtype)
+    else:
+        padded = F.pad(x, (padding,) * 4) if padding > 0 else x
     width = w + 2 * padding
     cols = torch.arange(w, device=x.device).expand(b, w)
     cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]
@@ -64,19 +77,33 @@ def crop_flip_with(
 
 
 def random_crop_flip(
-    x: torch.Tensor, padding: int, flip_p: float, g: torch.Generator
+    x: torch.Tensor,
+    padding: int,
+    flip_p: float,
+    g: torch.Generator,
+    flip: torch.Tensor | None = None,
+    reflect: bool = False,
 ) -> torch.Tensor:
-    """RandomCrop(size=(H, W), padding=padding) then RandomHorizontalFlip(flip_p), per sample."""
+    """RandomCrop(size=(H, W), padding=padding) then RandomHorizontalFlip(flip_p), per sample;
+    ``flip`` (bool ``(B,)``) mirrors exactly those images instead of drawing; ``reflect``
+    pads with mirrored pixels instead of zeros (a random translation)."""
     b = x.shape[0]
     zeros = torch.zeros(b, dtype=torch.long, device=x.device)
     dy, dx = zeros, zeros
     if padding > 0:
         dy = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=g)
         dx = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=g)
-    flip = torch.zeros(b, dtype=torch.bool, device=x.device)
-    if flip_p > 0:
-        flip = torch.rand(b, device=x.device, generator=g) < flip_p
-    return crop_flip_with(x, padding, dy, dx, flip)
+    if flip is None:
+        flip = torch.zeros(b, dtype=torch.bool, device=x.device)
+        if flip_p > 0:
+            flip = torch.rand(b, device=x.device, generator=g) < flip_p
+    return crop_flip_with(x, padding, dy, dx, flip.to(x.device), reflect)
+
+
+def alternating_flips(base: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench's alternating flip: ``base`` (bool, one random draw per image for the run)
+    in odd epochs (the runner counts from 1), its negation in even ones."""
+    return base if epoch % 2 == 1 else ~base
 
 
 def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tensor:
@@ -251,7 +278,8 @@ def random_cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tenso
 # ``runner.schema.dataset.AugmentConf``).
 KEYS = (
     "crop_padding", "hflip", "random_resized_crop", "rotation", "color_jitter", "cutout",
-    "policy", "policy_ops", "policy_magnitude", "random_erasing",
+    "policy", "policy_ops", "policy_magnitude", "random_erasing", "translate",
+    "alternating_flip",
 )  # fmt: skip
 # Settings of a switch rather than switches: they turn nothing on by themselves.
 PARAMETERS = ("policy_ops", "policy_magnitude")
@@ -280,20 +308,28 @@ def settings(augment: Any) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None and v != MISSING}
 
 
-def apply(x: torch.Tensor, augment: Any, g: torch.Generator) -> torch.Tensor:
+def apply(
+    x: torch.Tensor, augment: Any, g: torch.Generator, flip: torch.Tensor | None = None
+) -> torch.Tensor:
     """Apply the enabled augmentations of ``augment`` to a [0, 1] float batch.
 
     ``augment`` may be an ``AugmentConf``, a DictConfig or a dict with some of
     :data:`KEYS` (see :func:`settings`); ``None`` returns ``x`` unchanged. Order: see the
-    module docstring.
+    module docstring. ``flip``: with ``alternating_flip``, the images to mirror (bool
+    ``(B,)``, :func:`alternating_flips`); without it every image is mirrored or not at random.
     """
     s = settings(augment)
     if not s:
         return x
     if s.get("random_resized_crop") or s.get("rotation"):
         x = random_affine(x, g, bool(s.get("random_resized_crop")), float(s.get("rotation") or 0))
-    if s.get("crop_padding") or s.get("hflip"):
-        x = random_crop_flip(x, int(s.get("crop_padding") or 0), 0.5 if s.get("hflip") else 0.0, g)
+    translate = int(s.get("translate") or 0)
+    padding = translate or int(s.get("crop_padding") or 0)
+    alternating = bool(s.get("alternating_flip"))
+    if padding or s.get("hflip") or alternating:
+        flip_p = 0.5 if s.get("hflip") or alternating else 0.0
+        mask = flip if alternating else None
+        x = random_crop_flip(x, padding, flip_p, g, mask, reflect=bool(translate))
     if s.get("color_jitter"):
         x = random_color_jitter(x, float(s["color_jitter"]), g)
     if s.get("cutout"):

@@ -60,6 +60,12 @@ class BatchLoader:
         self.train = options.train
         self.seed = options.seed
         self.augment = data.augment if options.train and aug.is_enabled(data.augment) else None
+        # alternating flips: one random mirror per image for the run, negated every other
+        # epoch; drawn from the seed alone, so a resumed run flips the same way
+        self._flip_base = None
+        if self.augment is not None and aug.settings(self.augment).get("alternating_flip"):
+            g = torch.Generator().manual_seed(options.seed * 100_003 + 99_991)
+            self._flip_base = (torch.rand(len(split.y), generator=g) < 0.5).to(device)
         self.channels_last = options.channels_last and data.kind == "image"
         self.limit_batches = options.limit_batches
         # under torchrun a training loader yields this rank's shard of each epoch, in
@@ -90,13 +96,16 @@ class BatchLoader:
         g.manual_seed(self.seed * 100_003 + epoch)
         return g
 
-    def prepare(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 images → normalised float (augmented when training); text passes through."""
+    def prepare(
+        self, x: torch.Tensor, g: torch.Generator | None = None, flip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """uint8 images → normalised float (augmented when training; ``flip``: the images
+        alternating flips mirror in this batch); text passes through."""
         if self.kind != "image":
             return x
         if self.augment is not None and g is not None:
             x = aug.apply_policy(x, self.augment, g)  # uint8 in, uint8 out
-            x = aug.apply(x.float().div_(255.0), self.augment, g)
+            x = aug.apply(x.float().div_(255.0), self.augment, g, flip)
             x = aug.apply_erasing((x - self._mean) / self._std, self.augment, g)
         else:
             x = torch.addcmul(self.shift, x.float(), self.scale)
@@ -115,16 +124,27 @@ class BatchLoader:
             order = shard_order(order, self.rank, self.world)
             n = len(order)
             g = self._generator(epoch * 65_537 + 7_919 * (self.rank + 1))  # own augmentation
+        flips = None
+        if self._flip_base is not None and g is not None:
+            flips = aug.alternating_flips(self._flip_base, epoch)
+            flips = flips[order] if order is not None else flips  # in batch order
         if self.streaming:
             batches = self.split.batches(self.batch_size, order=order)
-            for _, (x, y) in zip(range(len(self)), batches):
+            for i, (x, y) in zip(range(len(self)), batches):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                yield self.prepare(x, g), y
+                yield self.prepare(x, g, _part(flips, self._batch(i, n))), y
             return
         for i in range(len(self)):
-            sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
+            sl = self._batch(i, n)
             idx = order[sl] if order is not None else sl
-            yield self.prepare(self.x[idx], g), self.y[idx]
+            yield self.prepare(self.x[idx], g, _part(flips, sl)), self.y[idx]
+
+    def _batch(self, i: int, n: int) -> slice:
+        return slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)
+
+
+def _part(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
+    return None if mask is None else mask[sl]

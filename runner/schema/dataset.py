@@ -36,6 +36,8 @@ class AugmentConf:
     policy_ops: int = MISSING
     policy_magnitude: int = MISSING
     random_erasing: float = MISSING
+    translate: int = MISSING
+    alternating_flip: bool = MISSING
 
 
 @dataclass

@@ -90,6 +90,14 @@ class RNNConf(ModelConf):
 
 
 @dataclass
+class AirbenchConf(ModelConf):
+    widths: list[int] = MISSING
+    whiten_kernel: int = MISSING
+    whiten_samples: int = MISSING
+    whiten_eps: float = MISSING
+
+
+@dataclass
 class TorchvisionConf(PretrainedConf):
     arch: str = MISSING  # a classification model of torchvision.models (runner.hub.torchvision)
     input_size: int = MISSING
@@ -106,6 +114,7 @@ SCHEMAS = {
         "custom_cnn": CustomCNNConf,
         "resnet": ResNetConf,
         "rnn": RNNConf,
+        "airbench": AirbenchConf,
         "torchvision": TorchvisionConf,
         "timm": TimmConf,
     }

@@ -41,6 +41,22 @@ class RMSpropConf(OptimizerConf):
     centered: bool = MISSING
 
 
+@dataclass
+class MuonSGDConf(OptimizerConf):
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    bias_lr: float = MISSING
+    head_lr: float = MISSING
+    sgd_momentum: float = MISSING
+    ns_steps: int = MISSING
+
+
 SCHEMAS = {
-    "optimizer": {"sgd": SGDConf, "adam": AdamConf, "adamw": AdamConf, "rmsprop": RMSpropConf}
+    "optimizer": {
+        "sgd": SGDConf,
+        "adam": AdamConf,
+        "adamw": AdamConf,
+        "rmsprop": RMSpropConf,
+        "muon_sgd": MuonSGDConf,
+    }
 }

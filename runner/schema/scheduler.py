@@ -58,6 +58,13 @@ class OneCycleConf(SchedulerConf):
 
 
 @dataclass
+class LinearConf(SchedulerConf):
+    start_factor: float = MISSING
+    end_factor: float = MISSING
+    total_iters: int = MISSING
+
+
+@dataclass
 class CyclicConf(SchedulerConf):
     base_lr: float = MISSING
     max_lr: float = MISSING
@@ -83,6 +90,7 @@ SCHEMAS = {
         "multistep": MultiStepLRConf,
         "cosine": CosineConf,
         "onecycle": OneCycleConf,
+        "linear": LinearConf,
         "cyclic": CyclicConf,
         "plateau": PlateauConf,
     }

@@ -14,7 +14,7 @@ Monitor = choice("Monitor", MONITORS)
 Mode = choice("Mode", ("auto", "min", "max"))
 Precision = choice("Precision", ("auto", "32", "bf16", "16-mixed"))
 OptimizerImpl = choice("OptimizerImpl", ("auto", "fused", "foreach", "for_loop"))
-TTA = choice("TTA", ("none", "flip"))
+TTA = choice("TTA", ("none", "flip", "flip_translate"))  # runner.tta.MODES
 
 
 @dataclass
@@ -34,7 +34,7 @@ class TrainerConf:
     device: str = MISSING  # auto | cpu | cuda | cuda:N | mps (a pattern: checked by validate)
     precision: Precision = MISSING
     channels_last: Any = MISSING  # auto | true | false (checked by validate)
-    compile: bool = MISSING
+    compile: Any = MISSING  # auto | true | false (checked by validate)
     seed: int = MISSING
     deterministic: bool = MISSING
     num_threads: int = MISSING
