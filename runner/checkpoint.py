@@ -93,11 +93,19 @@ def load_for_resume(path: str | Path) -> dict[str, Any]:
 
 def _shared_weights(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     """The weights-only checkpoint that ``path`` (a last.pt) takes its weights from: the
-    ``best.pt`` beside it, or its kept link while best.pt was being replaced."""
-    return _shared_source(path, ckpt)[1]
+    ``best.pt`` beside it, or its kept link while best.pt was being replaced. Read in full,
+    not memory-mapped: a mapping would keep a replaced best.pt's space for as long as the
+    weights live."""
+    for _ in range(2):  # a job may replace best.pt between choosing and reading it
+        content = _read(_shared_source(path, ckpt))
+        if content.get(EPOCH) == ckpt.get(EPOCH):
+            return content
+    return _read(_shared_source(path, ckpt))
 
 
-def _shared_source(path: Path, ckpt: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def _shared_source(path: Path, ckpt: dict[str, Any]) -> Path:
+    """Which of those files holds the weights of ``ckpt``'s epoch (their epochs are read
+    through a memory map, without reading the weights)."""
     from runner.rundir import KEPT_BEST, checkpoint_name
 
     epoch = ckpt.get(EPOCH)
@@ -107,9 +115,9 @@ def _shared_source(path: Path, ckpt: dict[str, Any]) -> tuple[Path, dict[str, An
             continue
         content = _read(source, mmap=True)
         held = content.get(EPOCH) if isinstance(content, dict) else None
-        if held == epoch and MODEL in content:
-            return source, content
         found.append(f"{source.name} holds epoch {held}")
+        if held == epoch and MODEL in content:
+            return source
     raise CheckpointError(
         f"{path} (epoch {epoch}) takes its weights from the best.pt beside it — its best "
         f"epoch was its last — but {'; '.join(found) or 'there is no best.pt'}. Keep (or copy) "
@@ -243,7 +251,7 @@ class CheckpointFiles:
             try:
                 ckpt = _read(self.last_path, mmap=True)
                 if isinstance(ckpt, dict) and MODEL not in ckpt and ckpt.get(SHARED):
-                    self._needed = _shared_source(self.last_path, ckpt)[0]
+                    self._needed = _shared_source(self.last_path, ckpt)
             except CheckpointError:  # unreadable or its weights lost: nothing to keep
                 pass
         self._known = True
