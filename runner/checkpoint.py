@@ -233,7 +233,13 @@ class CheckpointFiles:
         return cls(run.checkpoint("best"), run.checkpoint("last"), kept, save)
 
     def write(self, content: dict[str, Any], best: bool) -> None:
-        """Write the epoch whose :func:`payload` is ``content``; ``best``: it is the best."""
+        """Write the epoch whose :func:`payload` is ``content``; ``best``: it is the best.
+
+        A file this ``save`` does not keep, left by the run before a resume that changed
+        trainer.save, goes: ``last.pt`` at once, ``best.pt`` once a better epoch makes it
+        stale (until then the test and predict still use it)."""
+        if not self.keeps_last:
+            self._drop(self.last_path)
         if best and self.keeps_best:
             if self._weights_of_last() == self.best_path:
                 _link(self.best_path, self.kept_path)
@@ -244,6 +250,14 @@ class CheckpointFiles:
             save(self.last_path, resume_only(content) if shared else content)
             self._needed, self._known = (self.best_path if shared else None), True
             self.kept_path.unlink(missing_ok=True)
+        if best and not self.keeps_best:
+            self._drop(self.best_path)
+
+    def _drop(self, path: Path) -> None:
+        if path.exists() or self.kept_path.exists():
+            path.unlink(missing_ok=True)
+            self.kept_path.unlink(missing_ok=True)
+            log.info("removed %s (trainer.save keeps no such file)", path)
 
     def _weights_of_last(self) -> Path | None:
         """The file the last.pt on disk takes its weights from (``None``: its own)."""

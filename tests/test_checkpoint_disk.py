@@ -158,6 +158,15 @@ def test_each_save_choice(tmp_path, save):
         assert "model" in _raw(run / "checkpoints/last.pt")  # nothing to share with
 
 
+def test_resume_with_save_best_drops_the_earlier_last(tmp_path):
+    """A run resumed with trainer.save=best keeps no last.pt from before the resume."""
+    run = tmp_path / "r"
+    train(compose_cfg([*SYN, "trainer.max_epochs=1"], run))
+    args = [*SYN, "trainer.max_epochs=2", "trainer.resume=true", "trainer.save=best"]
+    summary = train(compose_cfg(args, run))
+    assert summary["epochs_run"] == 2 and set(_files(run)) == {"best.pt"}
+
+
 def test_save_last_predicts_with_last_weights_and_says_so(tmp_path, caplog):
     run = tmp_path / "r"
     train(compose_cfg([*SYN, *BEST_FIRST, "trainer.max_epochs=2", "trainer.save=last"], run))
