@@ -207,16 +207,8 @@ def build_callbacks(
     def payload(loop: Loop) -> dict[str, Any]:
         return checkpoint.payload(loop, loop.callbacks, config, data)
 
-    callbacks.append(
-        Checkpointing(
-            run.checkpoint("best"),
-            run.checkpoint("last"),
-            str(t.monitor),
-            bool(t.checkpointing),
-            payload,
-            checkpoint.save,
-        )
-    )
+    files = checkpoint.CheckpointFiles.of(run, str(t.save))
+    callbacks.append(Checkpointing(str(t.monitor), files, payload))
     return callbacks
 
 

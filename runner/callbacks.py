@@ -123,44 +123,41 @@ class EarlyStopping(Callback):
 
 
 class Checkpointing(Callback):
-    """Best-checkpoint selection by ``monitor``, and the checkpoint files.
+    """Best-epoch selection by ``monitor``, and the checkpoint files.
 
-    Each epoch: if ``monitor`` improved, the epoch becomes the best (``best_path``, or an
-    in-memory copy of the weights when ``save`` is off); then ``last_path`` (when
-    ``save``). Put it last among the callbacks: the last checkpoint holds every callback's
-    state as it is after the epoch. ``payload(loop)`` makes a checkpoint's contents and
-    ``write(path, payload)`` writes one (both from :mod:`runner.checkpoint`).
+    Each epoch: if ``monitor`` improved, the epoch becomes the best; then ``files``
+    (:class:`runner.checkpoint.CheckpointFiles`) writes ``best.pt`` and ``last.pt`` as
+    trainer.save asks, from ``payload(loop)``. Where no best.pt is written (trainer.save=last
+    or none) the best epoch's weights are kept in memory for the test. Put it last among
+    the callbacks: last.pt holds every callback's state as it is after the epoch.
     """
 
-    def __init__(
-        self,
-        best_path: Path,
-        last_path: Path,
-        monitor: str,
-        save: bool,
-        payload: Callable[[Any], dict[str, Any]],
-        write: Callable[[Path, dict[str, Any]], Any],
-    ) -> None:
-        self.best_path, self.last_path, self.monitor = Path(best_path), Path(last_path), monitor
-        self.mode = resolve_mode(monitor)
-        self.save, self.payload, self.write = save, payload, write
+    def __init__(self, monitor: str, files: Any, payload: Callable[[Any], dict[str, Any]]) -> None:
+        self.monitor, self.mode = monitor, resolve_mode(monitor)
+        self.files, self.payload = files, payload
+        self.best_path: Path = files.best_path
         self.best_value: float | None = None
         self.best_epoch = 0
-        self.best_weights: dict[str, Any] | None = None  # when save is off
+        self.best_weights: dict[str, Any] | None = None  # when no best.pt is written
+
+    def on_fit_start(self, loop: Any) -> None:
+        resumed_at_best = self.best_epoch and self.best_epoch == loop.state.epoch
+        if resumed_at_best and not self.files.keeps_best and self.best_weights is None:
+            self._remember(loop)  # the restored weights are the best epoch's
 
     def on_epoch_end(self, loop: Any, epoch: int, row: dict[str, float]) -> EpochSignal:
         better = improved(row[self.monitor], self.best_value, self.mode)
         if better:
             self.best_value, self.best_epoch = row[self.monitor], epoch
-        if self.save:
-            content = self.payload(loop)
-            if better:
-                self.write(self.best_path, content)
-            self.write(self.last_path, content)
-        elif better:
-            weights = loop.evaluated_model().state_dict()
-            self.best_weights = {k: copy.deepcopy(v.detach()) for k, v in weights.items()}
+        if self.files.keeps_best or self.files.keeps_last:
+            self.files.write(self.payload(loop), better)
+        if better and not self.files.keeps_best:
+            self._remember(loop)
         return EpochSignal(improved=better)
+
+    def _remember(self, loop: Any) -> None:
+        weights = loop.evaluated_model().state_dict()
+        self.best_weights = {k: copy.deepcopy(v.detach()) for k, v in weights.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch}

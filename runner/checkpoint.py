@@ -6,11 +6,22 @@ A checkpoint is a dict of tensors and plain values, loadable with
 config is data only: the model is rebuilt through the model registry
 (:func:`runner.zoo.build_model`) from the config's ``family`` and plain keyword values,
 never by instantiating a stored ``_target_``.
+
+A run keeps two files (``trainer.save``): ``best.pt`` holds the best epoch's weights and
+what rebuilding the model needs (:data:`WEIGHTS_KEYS`: weights, epoch, config, classes,
+preprocessing) — no optimizer state; ``last.pt`` holds what a resume needs (optimizer,
+scheduler, scaler, RNG, loop and callback states, and the latest weights). When the latest
+epoch is also the best, ``last.pt`` does not repeat the weights: it holds
+``weights_in_best`` instead of ``model``, and :func:`load` takes them from the ``best.pt``
+beside it (checked by epoch). :class:`CheckpointFiles` writes both so that a job killed at
+any moment leaves a readable ``best.pt`` and a ``last.pt`` whose weights can be found.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +39,10 @@ OPTIMIZER, SCHEDULER, SCALER = "optimizer", "scheduler", "scaler"
 LOOP = "state"  # runner.engine.TrainState as a dict
 CALLBACKS = "callbacks"  # {callback class name: its state_dict()}
 EPOCH, RNG, CONFIG, CLASSES, DATA = "epoch", "rng", "config", "classes", "data"
+SHARED = "weights_in_best"  # in last.pt instead of MODEL: its weights are best.pt's (same epoch)
+# best.pt: what predict, export, verify and runner.load_run read; no optimizer state
+WEIGHTS_KEYS = (MODEL, EPOCH, CONFIG, CLASSES, DATA)
+SAVE_CHOICES = ("both", "best", "last", "none")  # trainer.save
 
 # the first runner named classes, not registry entries, in stored configs
 LEGACY_MODEL_TARGETS = {
@@ -55,9 +70,65 @@ def save(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with a clear error for unreadable files."""
+    """``torch.load(path, weights_only=True)`` with a clear error for unreadable files; a
+    ``last.pt`` that shares its weights with ``best.pt`` gets them from there."""
+    ckpt = _read(path)
+    if isinstance(ckpt, dict) and MODEL not in ckpt and ckpt.get(SHARED):
+        ckpt[MODEL] = _shared_weights(Path(path), ckpt)[MODEL]
+    if not isinstance(ckpt, dict) or MODEL not in ckpt:
+        raise CheckpointError(f"{path} is not a runner checkpoint (no {MODEL!r} weights)")
+    return ckpt
+
+
+def load_for_resume(path: str | Path) -> dict[str, Any]:
+    """:func:`load`, refusing a weights-only checkpoint (a ``best.pt``)."""
+    ckpt = load(path)
+    if OPTIMIZER not in ckpt:
+        raise CheckpointError(
+            f"{path} holds weights only (a best.pt: no optimizer, scheduler or RNG state), so "
+            "training cannot continue from it: resume from a last.pt, or start a new run from "
+            f"these weights with model.weights={path}"
+        )
+    return ckpt
+
+
+def _shared_weights(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The weights-only checkpoint that ``path`` (a last.pt) takes its weights from: the
+    ``best.pt`` beside it, or its kept link while best.pt was being replaced. Read in full,
+    not memory-mapped: a mapping would keep a replaced best.pt's space for as long as the
+    weights live."""
+    for _ in range(2):  # a job may replace best.pt between choosing and reading it
+        content = _read(_shared_source(path, ckpt))
+        if content.get(EPOCH) == ckpt.get(EPOCH):
+            return content
+    return _read(_shared_source(path, ckpt))
+
+
+def _shared_source(path: Path, ckpt: dict[str, Any]) -> Path:
+    """Which of those files holds the weights of ``ckpt``'s epoch (their epochs are read
+    through a memory map, without reading the weights)."""
+    from runner.rundir import KEPT_BEST, checkpoint_name
+
+    epoch = ckpt.get(EPOCH)
+    found = []
+    for source in (path.with_name(checkpoint_name("best")), path.with_name(KEPT_BEST)):
+        if not source.is_file():
+            continue
+        content = _read(source, mmap=True)
+        held = content.get(EPOCH) if isinstance(content, dict) else None
+        found.append(f"{source.name} holds epoch {held}")
+        if held == epoch and MODEL in content:
+            return source
+    raise CheckpointError(
+        f"{path} (epoch {epoch}) takes its weights from the best.pt beside it — its best "
+        f"epoch was its last — but {'; '.join(found) or 'there is no best.pt'}. Keep (or copy) "
+        "checkpoints/best.pt together with last.pt; runner-clean --keep none removes both"
+    )
+
+
+def _read(path: str | Path, mmap: bool = False) -> Any:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as err:
@@ -66,9 +137,6 @@ def load(path: str | Path) -> dict[str, Any]:
             "truncated or not a runner checkpoint: delete it to start afresh, or point "
             "trainer.resume at another checkpoint."
         ) from None
-    if not isinstance(ckpt, dict) or MODEL not in ckpt:
-        raise CheckpointError(f"{path} is not a runner checkpoint (no {MODEL!r} weights)")
-    return ckpt
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
@@ -119,6 +187,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], Preprocessing | None
             f"model.weights={file} cannot be read as weights ({type(err).__name__}: "
             f"{str(err)[:200]}): give a state-dict file, a runner checkpoint or a run directory"
         ) from None
+    if isinstance(content, dict) and content.get(SHARED) and MODEL not in content:
+        content = load(file)  # a last.pt whose weights are in the best.pt beside it
     if isinstance(content, dict) and isinstance(content.get(MODEL), dict):
         stored = Preprocessing.from_checkpoint(content) if content.get(DATA) else None
         return content[MODEL], stored, str(file)
@@ -134,6 +204,96 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], Preprocessing | None
 
 
 # ------------------------------------------------------------------ training state
+class CheckpointFiles:
+    """Writes a run's ``best.pt`` and ``last.pt`` after each epoch, as ``save`` (trainer.save:
+    both | best | last | none) asks.
+
+    Every file is written to a temporary name and renamed (a reader sees the old file or the
+    new one). Order: ``best.pt`` first, then ``last.pt`` — when the epoch is the best,
+    ``last.pt`` then takes its weights from ``best.pt`` (no second copy). While ``best.pt`` is
+    replaced, the weights the ``last.pt`` on disk may still take from it stay reachable
+    under a second name (a hard link, :data:`runner.rundir.KEPT_BEST`, removed once the new
+    ``last.pt`` is in place), so a job killed between the two writes can still resume.
+    """
+
+    def __init__(self, best_path: Path, last_path: Path, kept_path: Path, save: str) -> None:
+        if save not in SAVE_CHOICES:
+            raise ValueError(f"save={save!r}; valid: {', '.join(SAVE_CHOICES)}")
+        self.best_path, self.last_path, self.kept_path = best_path, last_path, kept_path
+        self.keeps_best = save in ("both", "best")
+        self.keeps_last = save in ("both", "last")
+        self._needed: Path | None = None  # the file last.pt takes its weights from
+        self._known = False  # _needed describes the last.pt on disk (else: look)
+
+    @classmethod
+    def of(cls, run: Any, save: str) -> CheckpointFiles:
+        """The files of ``run`` (a :class:`runner.rundir.RunDir`)."""
+        from runner.rundir import CHECKPOINTS, KEPT_BEST
+
+        kept = run / CHECKPOINTS / KEPT_BEST
+        return cls(run.checkpoint("best"), run.checkpoint("last"), kept, save)
+
+    def write(self, content: dict[str, Any], best: bool) -> None:
+        """Write the epoch whose :func:`payload` is ``content``; ``best``: it is the best.
+
+        A file this ``save`` does not keep, left by the run before a resume that changed
+        trainer.save, goes: ``last.pt`` at once, ``best.pt`` once a better epoch makes it
+        stale (until then the test and predict still use it)."""
+        if not self.keeps_last:
+            self._drop(self.last_path)
+        if best and self.keeps_best:
+            if self._weights_of_last() == self.best_path:
+                _link(self.best_path, self.kept_path)
+                self._needed, self._known = self.kept_path, True
+            save(self.best_path, weights_only(content))
+        if self.keeps_last:
+            shared = best and self.keeps_best
+            save(self.last_path, resume_only(content) if shared else content)
+            self._needed, self._known = (self.best_path if shared else None), True
+            self.kept_path.unlink(missing_ok=True)
+        if best and not self.keeps_best:
+            self._drop(self.best_path)
+
+    def _drop(self, path: Path) -> None:
+        if path.exists() or self.kept_path.exists():
+            path.unlink(missing_ok=True)
+            self.kept_path.unlink(missing_ok=True)
+            log.info("removed %s (trainer.save keeps no such file)", path)
+
+    def _weights_of_last(self) -> Path | None:
+        """The file the last.pt on disk takes its weights from (``None``: its own)."""
+        if not self._known and self.last_path.is_file():  # a resumed run's
+            try:
+                ckpt = _read(self.last_path, mmap=True)
+                if isinstance(ckpt, dict) and MODEL not in ckpt and ckpt.get(SHARED):
+                    self._needed = _shared_source(self.last_path, ckpt)
+            except CheckpointError:  # unreadable or its weights lost: nothing to keep
+                pass
+        self._known = True
+        return self._needed
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` becomes a second name of ``source`` (a copy where hard links fail)."""
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def weights_only(content: dict[str, Any]) -> dict[str, Any]:
+    """The ``best.pt`` part of a :func:`payload`: weights and what rebuilds the model."""
+    return {k: content[k] for k in WEIGHTS_KEYS}
+
+
+def resume_only(content: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`payload` whose weights are in the ``best.pt`` of the same epoch."""
+    return {**{k: v for k, v in content.items() if k != MODEL}, SHARED: True}
+
+
 def payload(loop: Any, callbacks: list[Any], config: dict[str, Any], data: Any) -> dict[str, Any]:
     """Everything a resume, predict and export need, from the loop after an epoch.
 
@@ -431,10 +591,20 @@ def checkpoint_path(run: str | Path, which: str = "best") -> Path:
     path = RunDir(run).checkpoint(which)
     if path.exists():
         return path
+    last = RunDir(run).checkpoint("last")
+    if which == "best" and last.exists():  # trainer.save=last
+        log.warning(
+            "%s has no checkpoints/best.pt (trained with trainer.save=last?): using the last "
+            "epoch's weights, %s, which need not be the best epoch's",
+            run,
+            last,
+        )
+        return last
     found = sorted(p.name for p in path.parent.glob("*.pt"))
     raise CheckpointError(
         f"{path} does not exist (checkpoints there: {found or 'none'}). Was the run trained "
-        "with trainer.checkpointing=false, or did it fail before its first epoch?"
+        "with trainer.save=none (or best/last), were its checkpoints removed by runner-clean, "
+        "or did it fail before its first epoch?"
     )
 
 

@@ -132,10 +132,12 @@ def _agree_on_run_dir(cfg: Any, info: DistInfo) -> None:
     from runner.rundir import RunDir
 
     main_run, private_run = RunDir(main_dir), RunDir(private)
-    for source, target in (  # what trainer.resume=true reads
-        (main_run.summary_path, private_run.summary_path),
-        (main_run.checkpoint("last"), private_run.checkpoint("last")),
-    ):
+    pairs = [(main_run.summary_path, private_run.summary_path)]
+    pairs += [  # what trainer.resume=true reads (last.pt may take its weights from best.pt)
+        (path, private_run.path / path.relative_to(main_run.path))
+        for path in main_run.checkpoint_files()
+    ]
+    for source, target in pairs:
         if source.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)

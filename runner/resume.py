@@ -60,6 +60,8 @@ RUNTIME = (
     "trainer.device",
     "trainer.log_every_n_steps",
     "trainer.eval_batch_size",
+    "trainer.save",
+    "trainer.checkpointing",  # the first runner's on/off form of trainer.save
     "logger",
     "diagnostics",
 )

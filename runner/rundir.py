@@ -49,6 +49,9 @@ RESERVE = ".reserve"  # space kept for the final summary.json when the disk fill
 RESERVE_BYTES = 256 * 1024
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
+# while best.pt is replaced, a second name (a hard link) for the weights the last.pt on disk
+# still takes from it; removed once the new last.pt is written (runner.checkpoint)
+KEPT_BEST = ".best.kept.pt"
 EVAL = "eval"
 CLASS_COUNTS = "class_counts.csv"
 MODEL_SUMMARY = "model_summary.csv"
@@ -69,6 +72,11 @@ RESULTS = (*FINISHED, DIVERGED, TIME_LIMIT)  # a result (diverged is a finding, 
 MARKERS = (SUMMARY, METRICS, CONFIG)
 # errors of the file system that a user fixes (space, permissions), not bugs
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def checkpoint_name(which: str) -> str:
+    """The file name of checkpoint ``which`` (best | last) inside ``checkpoints/``."""
+    return f"{which}.pt"
 
 
 @dataclass
@@ -204,7 +212,12 @@ class RunDir:
         """``checkpoints/<which>.pt`` (best | last)."""
         if which not in CHECKPOINT_NAMES:
             raise ValueError(f"unknown checkpoint {which!r}; valid: {', '.join(CHECKPOINT_NAMES)}")
-        return self.path / CHECKPOINTS / f"{which}.pt"
+        return self.path / CHECKPOINTS / checkpoint_name(which)
+
+    def checkpoint_files(self) -> list[Path]:
+        """The checkpoint files present: best.pt, last.pt and a leftover kept link."""
+        names = [*(checkpoint_name(n) for n in CHECKPOINT_NAMES), KEPT_BEST]
+        return [p for p in (self.path / CHECKPOINTS / n for n in names) if p.is_file()]
 
     @property
     def summary_path(self) -> Path:
@@ -304,6 +317,17 @@ class RunDir:
         return not (summary.get("status") == FAILED and summary.get("refused"))
 
     # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def hold_if_idle(self) -> Iterator[bool]:
+        """Take the run's lock if no job holds it; yields whether it was taken (then no job
+        can start in the directory until the block ends). Writes nothing else."""
+        lock = _try_lock(self.path / LOCK) if self.path.is_dir() else None
+        try:
+            yield lock is not None
+        finally:
+            if lock is not None:
+                lock.release()
+
     @contextlib.contextmanager
     def claim(self, resume: bool) -> Iterator[RunDir]:
         """Hold the directory for one job (its lock, ``.lock``, until the block ends).

@@ -58,7 +58,7 @@ def train(
 def _claimed(cfg: DictConfig, run: RunDir, record: Record) -> dict[str, Any]:
     """The run directory is this job's: prepare (may still refuse), start, train."""
     resume_from = resume_checkpoint(cfg, run)
-    ckpt = checkpoint.load(resume_from) if resume_from is not None else None
+    ckpt = checkpoint.load_for_resume(resume_from) if resume_from is not None else None
     plan = resume.plan(cfg, ckpt, resume_from) if ckpt is not None else None
     if _resuming(cfg):
         previous = _finished(cfg, run, plan)
@@ -123,11 +123,11 @@ def _finished(cfg: DictConfig, run: RunDir, plan: resume.ResumePlan | None) -> d
         status == rundir.COMPLETED and not more_epochs
     )
     if not done:
-        if status in rundir.RESULTS and plan is None:
+        if plan is None and (status in rundir.RESULTS or _epochs_run(run)):
             raise RunDirError(
-                f"{run.path} holds a {status} run without {rundir.CHECKPOINTS}/last.pt "
-                "(trained with trainer.checkpointing=false?): it cannot be continued; choose "
-                "another hydra.run.dir for a new run"
+                f"{run.path} holds a {status} run without {rundir.CHECKPOINTS}/last.pt, which "
+                f"a resume continues from: {_why_no_last(run)}. It cannot be continued; its "
+                "results stay as they are. Choose another hydra.run.dir for a new run"
             )
         return None
     if changed:
@@ -139,6 +139,27 @@ def _finished(cfg: DictConfig, run: RunDir, plan: resume.ResumePlan | None) -> d
         )
     log.info("run in %s already finished (%s): skipping", run.path, status)
     return summary
+
+
+def _epochs_run(run: RunDir) -> int:
+    """Epochs an unfinished run recorded in metrics.csv (0 when none)."""
+    metrics = run.metrics()
+    return 0 if metrics is None else len(metrics)
+
+
+def _why_no_last(run: RunDir) -> str:
+    """Why a run directory has no last.pt, from its stored config."""
+    from omegaconf import OmegaConf
+
+    stored = run.config()
+    save = OmegaConf.select(stored, "trainer.save", default=None) if stored else None
+    if save in ("best", "none"):
+        return f"it was trained with trainer.save={save}, which writes no last.pt"
+    if stored is not None and OmegaConf.select(stored, "trainer.checkpointing") is False:
+        return "it was trained without checkpoints"
+    return (
+        "the file was removed after the run (runner-clean removes the checkpoints of finished runs)"
+    )
 
 
 def _check_splits(cfg: DictConfig, data: DataBundle) -> None:
@@ -263,6 +284,14 @@ def _load_best_weights(loop: Any, best: Any) -> None:
     path = best.best_path
     if weights is None and path.exists():
         weights = checkpoint.load(path)[checkpoint.MODEL]
+    if weights is None and best.best_epoch != loop.state.epoch:
+        log.warning(
+            "the best epoch's (%d) weights were kept neither in best.pt (trainer.save=%s) nor "
+            "in memory (the run was resumed after it): the test uses the last epoch's (%d)",
+            best.best_epoch,
+            "last" if best.files.keeps_last else "none",
+            loop.state.epoch,
+        )
     if weights is not None:
         for model in {loop.model, loop.evaluated_model()}:
             checkpoint.load_weights(model, weights, path)

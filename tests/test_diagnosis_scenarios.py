@@ -18,7 +18,7 @@ from tests.conftest import SHARED_DATA, compose_cfg, run_cli
 LEAN = [
     "diagnostics.figures=false",
     "diagnostics.interpret.enabled=false",
-    "trainer.checkpointing=false",
+    "trainer.save=none",
 ]
 FIT = {"chance_level", "underfitting", "plateau", "overfitting", "generalisation_gap"}
 FISH = ["dataset=fish", f"dataset.root={SHARED_DATA}", "dataset.image_size=32"]
@@ -248,7 +248,7 @@ def test_degradation_plain_vs_residual_twin_in_a_sweep(tmp_path):
         "trainer.max_epochs=3",
         "diagnostics.figures=false",
         "diagnostics.interpret.enabled=false",
-        "trainer.checkpointing=false",
+        "trainer.save=none",
     ]
     proc = run_cli(args, tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

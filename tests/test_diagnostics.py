@@ -39,7 +39,7 @@ LEAN = [
     "diagnostics.figures=false",
     "diagnostics.evaluation=false",
     "diagnostics.interpret.enabled=false",
-    "trainer.checkpointing=false",
+    "trainer.save=none",
 ]
 SMALL = ["model.filters=[16,32]", "model.fc_neurons=[64]"]
 # runner.train.train's sizes for a seconds-long real run (tests/test_train.py).

@@ -23,7 +23,7 @@ CNN = [
     "model.fc_neurons=[32]",
     "diagnostics=off",
     "trainer.early_stopping.enabled=false",
-    "trainer.checkpointing=false",
+    "trainer.save=none",
 ]
 
 

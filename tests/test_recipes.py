@@ -102,7 +102,7 @@ def test_accumulated_small_batches_equal_the_large_batch(tmp_path):
     schedule stepped per optimizer step (the epoch's last group is a short one)."""
     common = [
         "model.batch_norm=false", "model.dropout=0", "optimizer=sgd", "optimizer.lr=0.05",
-        "scheduler=onecycle", "trainer.max_epochs=2", "trainer.checkpointing=false", *QUICK,
+        "scheduler=onecycle", "trainer.max_epochs=2", "trainer.save=none", *QUICK,
     ]  # fmt: skip
     large, rows_large = _fit([*common, "trainer.batch_size=64"], tmp_path / "large")
     accumulated = [*common, "trainer.batch_size=16", "trainer.accumulate_grad_batches=4"]

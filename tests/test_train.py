@@ -131,10 +131,11 @@ def test_early_stopping_ends_before_last_epoch(tmp_path):
 
 def test_checkpoints_load_weights_only(tmp_path):
     train(compose_cfg([*SMOKE, "trainer.max_epochs=2"], tmp_path))
-    for name in ("best.pt", "last.pt"):
-        ckpt = torch.load(tmp_path / "checkpoints" / name, weights_only=True)
-        assert {"model", "optimizer", "scheduler", "rng", "epoch", "config"} <= set(ckpt)
-    assert torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)["epoch"] == 2
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert {"model", "epoch", "config", "classes", "data"} == set(best)
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert {"optimizer", "scheduler", "rng", "epoch", "config"} <= set(last)
+    assert last["epoch"] == 2
 
 
 def test_same_seed_same_metrics(tmp_path):

@@ -15,6 +15,7 @@ Mode = choice("Mode", ("auto", "min", "max"))
 Precision = choice("Precision", ("auto", "32", "bf16", "16-mixed"))
 OptimizerImpl = choice("OptimizerImpl", ("auto", "fused", "foreach", "for_loop"))
 TTA = choice("TTA", ("none", "flip", "flip_translate"))  # runner.tta.MODES
+Save = choice("Save", ("both", "best", "last", "none"))
 
 
 @dataclass
@@ -43,7 +44,7 @@ class TrainerConf:
     grad_clip: float = MISSING
     monitor: Monitor = MISSING
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
-    checkpointing: bool = MISSING
+    save: Save = MISSING
     resume: Any = MISSING  # false | true | a checkpoint path
     limit_train_batches: int = MISSING
     limit_eval_batches: int = MISSING
