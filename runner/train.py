@@ -163,13 +163,8 @@ def _why_no_last(run: RunDir) -> str:
 
 
 def _check_splits(cfg: DictConfig, data: DataBundle) -> None:
-    """A classifier needs two classes, and a run needs a validation split: the monitored
-    metric, the best epoch and early stopping all come from it."""
-    if data.num_classes < 2:
-        raise DataError(
-            f"dataset {data.name!r} has {data.num_classes} class(es) ({', '.join(data.classes)})"
-            ": a classifier needs at least 2 (with one, every prediction is trivially right)"
-        )
+    """A run needs a validation split: the monitored metric, the best epoch and early
+    stopping all come from it (two classes or more: runner.data.registry.check_bundle)."""
     if not len(data.val):
         raise DataError(
             f"dataset {data.name!r} has no validation samples (dataset.val_fraction="

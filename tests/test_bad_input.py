@@ -166,7 +166,7 @@ SLOW_CASES = [
     ),
     (["trainer.class_weights=[1,2]"], 2, ["lists 2 weights", "4 classes"], []),
     (["dataset.val_fraction=0"], 2, ["no validation samples", "dataset.val_fraction"], []),
-    (["dataset.num_classes=1"], 2, ["at least 2"], []),
+    (["dataset.num_classes=1"], 2, ["at least two"], []),
     # missing data (the data loaders' own messages)
     (["dataset=imagefolder", "dataset.path=/nonexistent/x"], 2, ["no image folder at"], []),
     (["dataset=imagefolder", "dataset.path={EMPTY}"], 2, ["no class folders"], []),
