@@ -10,6 +10,7 @@ was interrupted by a signal (status ``interrupted``; resume with ``trainer.resum
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -78,6 +79,27 @@ def _output_dir() -> str:
 
 register_resolvers()
 register_all()
+
+
+def _use_checked_sweeper() -> None:
+    """Make the runner's sweeper (every job checked before the first) ``hydra/sweeper/basic``.
+
+    Hydra's plugin scan walks the folders of the ``hydra_plugins`` namespace; an editable
+    install (the README's) maps the runner's plugin by name only, so the scan misses it, and
+    the scan re-runs the basic sweeper's module, whose ConfigStore entry would then win. So
+    after the scan (once per process) the plugin's ConfigStore entry is stored again and its
+    class entered in the scan's table of plugin classes, which Hydra instantiates from.
+    """
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # the scan
+    module = importlib.import_module("hydra_plugins.runner_sweeper.checked_sweeper")
+    module.register()
+    cls = module.CheckedSweeper
+    plugins.class_name_to_class.setdefault(f"{cls.__module__}.{cls.__name__}", cls)
+
+
+_use_checked_sweeper()
 
 
 def _is_multirun() -> bool:

@@ -247,9 +247,7 @@ class _Params:
 
 
 def _check_config(cfg: Mapping[str, Any], known: set[str], model: str) -> None:
-    from runner.zoo import FINETUNE_KEYS  # where the weights came from: not the forward pass
-
-    unknown = sorted(set(cfg) - known - set(FINETUNE_KEYS))
+    unknown = sorted(set(cfg) - known)
     if unknown:
         raise ValueError(
             f"the NumPy {model} does not implement the config keys {', '.join(unknown)}; "

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from runner import zoo
 from runner.errors import Exit, RunnerError
 from runner.metrics import macro_f1
 
@@ -67,7 +68,9 @@ def verify_run(
     model = checkpoint.rebuild_model(ckpt, path)
     state = {k: v.detach().cpu().double().numpy() for k, v in ckpt[checkpoint.MODEL].items()}
     extra = {"pad_idx": data.extra_model_kwargs["pad_idx"]} if data.kind == "text" else {}
-    twin = build_numpy_model(config["model"], state, **extra)
+    # where the weights came from (model.weights, freeze, preprocessing) is not the forward pass
+    forward = {k: v for k, v in config["model"].items() if k not in zoo.FINETUNE_KEYS}
+    twin = build_numpy_model(forward, state, **extra)
 
     loader = BatchLoader(getattr(data, split), data, LoaderOptions(batch_size))
     t, n, y, seconds = _forward_both(model, twin, loader, threads)

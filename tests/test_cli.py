@@ -40,6 +40,7 @@ def test_three_epochs_write_three_rows_and_every_file(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # a two-job sweep; tests/test_sweep.py covers sweeps in the default run
 def test_multirun_two_optimizers(tmp_path):
     proc = run_cli(["-m", "optimizer=sgd,adam", "trainer.max_epochs=2", *TINY], tmp_path)
     assert proc.returncode == 0, proc.stderr

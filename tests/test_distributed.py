@@ -42,6 +42,7 @@ def _torchrun(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProc
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # two torchrun processes
 def test_two_gloo_processes_train_one_run_like_one_process(tmp_path):
     """Same accuracy band as one process, one run directory, trackers only on rank 0."""
     single = train(compose_cfg(RUN, tmp_path / "single"))

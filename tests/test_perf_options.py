@@ -55,6 +55,7 @@ def built_loop(cfg, run_dir: Path, device: str = "cpu") -> Loop:
     return build.build_run(cfg, data, model, torch.device(device), RunDir(run_dir)).loop
 
 
+@pytest.mark.slow  # bf16 is emulated (slow) on CPUs without AVX-512 BF16 / AMX
 def test_bf16_channels_last_matches_fp32_on_digits(tmp_path):
     """bf16 autocast + channels_last lands in fp32's accuracy band after the same epochs."""
     fp32 = train(compose_cfg(DIGITS, tmp_path / "fp32"))

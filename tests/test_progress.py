@@ -35,7 +35,9 @@ def _run_on_a_pty(args: list[str], cwd: Path) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
 
 
-@pytest.mark.parametrize("setting", ["auto", "true"])
+@pytest.mark.parametrize(
+    "setting", [pytest.param("auto", marks=pytest.mark.slow), "true"]
+)  # auto: the same bar
 def test_progress_bar_shows_on_a_pseudo_terminal_without_a_size(tmp_path, setting):
     args = ["trainer.max_epochs=1", "diagnostics=off", "trainer.num_threads=1",
             f"trainer.progress_bar={setting}", "trainer.log_every_n_steps=1"]  # fmt: skip

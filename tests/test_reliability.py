@@ -72,7 +72,11 @@ def reference(tmp_path_factory) -> pd.DataFrame:
     return _metrics(run)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    ids=["SIGKILL", "SIGTERM"],
+)
 def test_killed_run_resumes_to_identical_metrics(tmp_path, reference, sig):
     run = tmp_path / "run"
     proc = _start(run)

@@ -114,6 +114,7 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
             assert (sweep / name).exists(), name
 
 
+@pytest.mark.slow  # four jobs through the joblib launcher
 def test_joblib_launcher_runs_jobs_in_parallel_with_shared_cores(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
@@ -134,6 +135,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_with_shared_cores(tmp_path):
     assert nums == {0, 1, 2, 3}
 
 
+@pytest.mark.slow  # two Optuna searches of several trials
 def test_optuna_search_writes_best_params_and_resumes_its_study(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     db = tmp_path / "studies" / "search.db"  # folder created by the sweep callback

@@ -3,7 +3,7 @@
 :class:`CheckedSweeper` is Hydra's :class:`BasicSweeper` (same options) that composes every
 job of the sweep and runs :func:`runner.sweep.sweeper.check_jobs` on them before launching
 the first. Its config replaces Hydra's own ``hydra/sweeper/basic`` node in the ConfigStore
-when Hydra discovers this plugin (before any config is composed), so it is the default
+(:func:`register`, called by ``runner.cli`` after Hydra's plugin scan), so it is the default
 sweeper while presets that pick another one (``+hparams_search=optuna``) still can.
 (No ``from __future__ import annotations``: Hydra's plugin scan imports this module in a way
 that leaves dataclasses unable to resolve string annotations.)
@@ -41,6 +41,12 @@ class CheckedSweeperConf(basic.BasicSweeperConf):
     _target_: str = "hydra_plugins.runner_sweeper.checked_sweeper.CheckedSweeper"
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="basic", node=CheckedSweeperConf, provider="runner"
-)
+def register() -> None:
+    """Make :class:`CheckedSweeper` the ``hydra/sweeper/basic`` of the ConfigStore. Call it
+    after Hydra's plugin scan, which re-runs the basic sweeper's module and its entry."""
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name="basic", node=CheckedSweeperConf, provider="runner"
+    )
+
+
+register()
