@@ -31,6 +31,9 @@ AUGMENT_WORDS = {
 }
 
 
+_ABSENT = object()  # get()'s default when has() asks
+
+
 class Settings:
     """The run's config (plain data) read by dotted key: ``settings.get("optimizer.lr")``."""
 
@@ -38,12 +41,7 @@ class Settings:
         self.config = config or {}
 
     def has(self, key: str) -> bool:
-        node: Any = self.config
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return False
-            node = node[part]
-        return True
+        return self.get(key, _ABSENT) is not _ABSENT
 
     def get(self, key: str, default: Any = None) -> Any:
         node: Any = self.config
